@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The local stack: a real Kubernetes control plane (kwokctl, binary runtime), kwok
+# nodes whose exec runs locally, the CSI snapshot pipeline and the hostpath driver.
+# Everything listens on 127.0.0.1; state lives under $SNAPGATE_CLUSTER_DIR
+# (default: .cluster at the repository root).
+#
+#   cluster.sh up       start it, or find it running (idempotent)
+#   cluster.sh down     stop every process it started and remove its state
+#   cluster.sh status   exit 0 if it is up and healthy
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+stack=$repo/e2e/stack
+state=${SNAPGATE_CLUSTER_DIR:-$repo/.cluster}
+name=snapgate
+driver=hostpath.csi.snapgate.io
+export KWOK_WORKDIR=$state/kwok
+
+log() { printf '%s cluster: %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# The processes the stack starts itself; kwokctl owns the control plane's.
+sidecars=(hostpath-csi snapshot-controller csi-snapshotter csi-provisioner exec-binder)
+
+alive() { # alive NAME: its pid file names a running process of that binary
+  local pidfile=$state/pids/$1.pid pid
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile")
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
+}
+
+healthy() {
+  [ -f "$state/kubeconfig" ] && [ -x "$state/bin/kubectl" ] || return 1
+  local s
+  for s in "${sidecars[@]}"; do alive "$s" || return 1; done
+  "$state/bin/kubectl" --kubeconfig "$state/kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1
+}
+
+stop_sidecars() {
+  local s pid i
+  for s in "${sidecars[@]}"; do
+    alive "$s" || { rm -f "$state/pids/$s.pid"; continue; }
+    pid=$(cat "$state/pids/$s.pid")
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$state/pids/$s.pid"
+  done
+}
+
+down() {
+  stop_sidecars
+  if [ -x "$state/bin/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
+    "$state/bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || log "kwokctl delete cluster failed; see $KWOK_WORKDIR"
+  fi
+  rm -rf "$state"
+}
+
+start() { # start NAME BINARY ARGS...: run in its own session, log and pid under $state
+  local n=$1; shift
+  setsid "$@" >"$state/logs/$n.log" 2>&1 </dev/null &
+  echo $! >"$state/pids/$n.pid"
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local secs=$1 what=$2 i; shift 2
+  for i in $(seq $((secs * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  die "timed out after ${secs}s waiting for $what"
+}
+
+module_dir() { # module_dir TOOLS_MODULE MODULE: where the module cache holds MODULE
+  (cd "$stack/tools/$1" && go list -m -f '{{.Dir}}' "$2")
+}
+
+up() {
+  if healthy; then
+    log "already running"
+    echo "export KUBECONFIG=$state/kubeconfig"
+    return
+  fi
+  # A half-started or stale stack (a killed run, a reboot) is not worth saving.
+  [ -d "$state" ] && { log "removing a stack that is not healthy"; down; }
+  mkdir -p "$state"/{bin,logs,pids,hostpath}
+
+  local dirs line
+  dirs=$("$stack/build-tools.sh" etcd kube kwok snapshotter provisioner helm)
+  while IFS= read -r line; do
+    ln -sf "${line#*=}"/* "$state/bin/"
+  done <<<"$dirs"
+  # etcd's main package is its module root, go.etcd.io/etcd/server/v3: Go names it "server".
+  mv "$state/bin/server" "$state/bin/etcd"
+  (cd "$repo" && go build -o "$state/bin/" ./e2e/stack/cmd/...)
+
+  local b=$state/bin
+  cat >"$state/kwokctl.yaml" <<YAML
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeAdmission: true
+  kubeAuthorization: true
+  etcdBinary: $b/etcd
+  kubeApiserverBinary: $b/kube-apiserver
+  kubeControllerManagerBinary: $b/kube-controller-manager
+  kubeSchedulerBinary: $b/kube-scheduler
+  kubectlBinary: $b/kubectl
+  kwokControllerBinary: $b/kwok
+  kubeSchedulerConfig: $stack/config/scheduler.yaml
+  # Stages come from the cluster (so the stack can gate pod readiness on exec);
+  # Exec rules are kept per pod by the exec-binder.
+  enableCRDs: [Stage, Exec, ClusterExec]
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  # The apiserver dials this address for exec; kwokctl leaves it empty.
+  - key: node-ip
+    value: 127.0.0.1
+- name: etcd
+  extraArgs:
+  - key: unsafe-no-fsync
+    value: "true"
+YAML
+  log "starting control plane"
+  "$b/kwokctl" create cluster --name "$name" --config "$state/kwokctl.yaml" --wait 2m >"$state/logs/kwokctl.log" 2>&1 ||
+    die "kwokctl create cluster failed: $(tail -5 "$state/logs/kwokctl.log")"
+  "$b/kwokctl" get kubeconfig --name "$name" >"$state/kubeconfig"
+  export KUBECONFIG=$state/kubeconfig
+  local k=("$b/kubectl" --kubeconfig "$state/kubeconfig")
+
+  log "installing CRDs and stages"
+  local snapcrd kwokdir
+  snapcrd=$(module_dir snapshotter github.com/kubernetes-csi/external-snapshotter/client/v8)/config/crd
+  kwokdir=$(module_dir kwok sigs.k8s.io/kwok)/kustomize
+  "${k[@]}" apply -k "$snapcrd" >/dev/null
+  # kwok installs its own CRDs (enableCRDs); they may take a moment to appear.
+  wait_for 30 "kwok's CRDs" "${k[@]}" get crd stages.kwok.x-k8s.io execs.kwok.x-k8s.io
+  "${k[@]}" wait --for condition=established --timeout=60s crd --all >/dev/null
+  "${k[@]}" apply -f "$kwokdir/stage/node/fast/node-initialize.yaml" \
+    -f "$kwokdir/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+    -f "$kwokdir/stage/pod/fast/pod-ready.yaml" -f "$kwokdir/stage/pod/fast/pod-complete.yaml" \
+    -f "$kwokdir/stage/pod/fast/pod-delete.yaml" >/dev/null
+  # A pod turns Ready only once the exec-binder has pointed its exec at its volume.
+  "${k[@]}" patch stage pod-ready --type=json -p '[{"op":"add","path":"/spec/selector/matchExpressions/-","value":{"key":".metadata.annotations[\"stack.snapgate.io/exec-dir\"]","operator":"Exists"}}]' >/dev/null
+
+  log "starting CSI driver and sidecars"
+  local sock=$state/csi.sock
+  start hostpath-csi "$b/hostpath-csi" --driver-name "$driver" --root "$state/hostpath" --socket "$sock"
+  wait_for 20 "the hostpath CSI socket" test -S "$sock"
+  start snapshot-controller "$b/snapshot-controller" --kubeconfig "$KUBECONFIG" --leader-election=false
+  start csi-snapshotter "$b/csi-snapshotter" --kubeconfig "$KUBECONFIG" --csi-address "$sock" --leader-election=false \
+    --extra-create-metadata --retry-interval-start=100ms --retry-interval-max=1s
+  start csi-provisioner "$b/csi-provisioner" --kubeconfig "$KUBECONFIG" --csi-address "$sock" --leader-election=false \
+    --extra-create-metadata --retry-interval-start=100ms --retry-interval-max=1s
+  start exec-binder "$b/exec-binder" --kubeconfig "$KUBECONFIG" --driver-name "$driver" --root "$state/hostpath"
+
+  "${k[@]}" apply -f "$stack/config/storage.yaml" >/dev/null
+  wait_for 60 "node kwok-node-0 Ready" "${k[@]}" wait --for condition=Ready --timeout=1s node/kwok-node-0
+  local s
+  for s in "${sidecars[@]}"; do alive "$s" || die "$s exited: $(tail -5 "$state/logs/$s.log")"; done
+  log "ready"
+  echo "export KUBECONFIG=$state/kubeconfig"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) healthy ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
