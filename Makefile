@@ -1,0 +1,50 @@
+# snapgate: see README.md. Every target runs from a fresh clone; the local stack's
+# binaries are built once per machine into ~/.cache/snapgate and reused.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
+GO_TEST_FLAGS ?=
+
+.PHONY: all build test unit e2e cluster cluster-down stack-tools lint fmt vet
+
+all: build
+
+## build: the snapgate binary, into bin/
+build:
+	go build -o bin/snapgate ./cmd/snapgate
+
+## test: unit tests, then the e2e tests on the local stack (started if it is not up)
+test: lint unit e2e
+
+## unit: the tests that need no cluster
+unit:
+	go test $(GO_TEST_FLAGS) -race -count=1 ./...
+
+## e2e: the end-to-end tests on the local stack
+e2e: cluster
+	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
+
+## cluster: start the local stack, or find it running; prints the KUBECONFIG export
+cluster:
+	@e2e/stack/cluster.sh up
+
+## cluster-down: stop every process the stack started and remove its state
+cluster-down:
+	@e2e/stack/cluster.sh down
+
+## stack-tools: build (or find cached) the stack's binaries without starting it
+stack-tools:
+	@e2e/stack/build-tools.sh >/dev/null
+
+## lint: gofmt and go vet, including the e2e-tagged files
+lint: fmt vet
+
+fmt:
+	@bad=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	if [ -n "$$bad" ]; then echo "gofmt would change: $$bad"; exit 1; fi
+
+vet:
+	go vet ./...
+	go vet -tags e2e ./e2e/...
