@@ -1,0 +1,318 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Prefix is the annotation and label prefix snapgate owns.
+const Prefix = "snapgate.io/"
+
+// Keys a user sets.
+const (
+	// GuardLabel opts a StatefulSet, or a whole namespace, in (value "enabled") or,
+	// inside a guarded namespace, out (value "disabled").
+	GuardLabel = Prefix + "guard"
+	// On lists the changes that need a snapshot set: template, scale-down, delete.
+	On = Prefix + "on"
+	// Claims narrows the set to these volumeClaimTemplates.
+	Claims = Prefix + "claims"
+	// SnapshotClass names the VolumeSnapshotClass; default: the driver's default.
+	SnapshotClass = Prefix + "snapshot-class"
+	// WaitFor is how far a set must get before the change is admitted: ready or cut.
+	WaitFor = Prefix + "wait-for"
+	// Skip lets one change through without snapshots; its value is the reason.
+	Skip = Prefix + "skip"
+	// Keep is how many snapshot sets to retain.
+	Keep = Prefix + "keep"
+	// PreHook and PostHook are JSON argv lists run in every affected pod.
+	PreHook  = Prefix + "pre-hook"
+	PostHook = Prefix + "post-hook"
+	// HookContainer is the container hooks run in; default the first.
+	HookContainer = Prefix + "hook-container"
+	// HookTimeout bounds each hook.
+	HookTimeout = Prefix + "hook-timeout"
+	// HookOnError is Fail (deny the change) or Continue.
+	HookOnError = Prefix + "hook-on-error"
+	// HookPreset names built-in hooks: postgres, mysql, mongodb, fsfreeze.
+	HookPreset = Prefix + "hook-preset"
+	// RollbackTo asks for a rollback to a set, or to the latest one.
+	RollbackTo = Prefix + "rollback-to"
+)
+
+// Keys snapgate records.
+const (
+	// LastSet is the set taken before the last admitted change.
+	LastSet = Prefix + "last-set"
+	// LastSnapshots maps each PVC of LastSet to its VolumeSnapshot (JSON object).
+	LastSnapshots = Prefix + "last-snapshots"
+	// LastReason is the change LastSet was taken for.
+	LastReason = Prefix + "last-reason"
+	// RollbackStatus is the progress of a rollback.
+	RollbackStatus = Prefix + "rollback-status"
+)
+
+// Reason is a kind of change that can hurt a StatefulSet's data.
+type Reason string
+
+// The reasons, as written in snapgate.io/on and snapgate.io/last-reason.
+const (
+	ReasonTemplate  Reason = "template"
+	ReasonScaleDown Reason = "scale-down"
+	ReasonDelete    Reason = "delete"
+	// ReasonManual is a set taken on demand (snapgate snapshot).
+	ReasonManual Reason = "manual"
+)
+
+// AllTriggers is the default of snapgate.io/on.
+var AllTriggers = []Reason{ReasonTemplate, ReasonScaleDown, ReasonDelete}
+
+// Wait is how far a set must get before the change is admitted.
+type Wait string
+
+// The values of snapgate.io/wait-for.
+const (
+	WaitReady Wait = "ready"
+	WaitCut   Wait = "cut"
+)
+
+// Policy is what a StatefulSet's annotations ask of snapgate.
+type Policy struct {
+	// On holds the changes that need a set.
+	On []Reason
+	// Claims narrows the set to these volumeClaimTemplates; empty means all.
+	Claims []string
+	// SnapshotClass is the VolumeSnapshotClass; empty means the driver's default.
+	SnapshotClass string
+	// WaitFor is ready unless the annotation says cut.
+	WaitFor Wait
+	// Skip, when set, is the reason to let this change through without snapshots.
+	Skip string
+	// Keep is the number of sets to retain; 0 means the server's default.
+	Keep int
+	// RollbackTo is a set name or "latest"; empty means no rollback asked.
+	RollbackTo string
+	// Hooks are the hook annotations, parsed and checked.
+	Hooks Hooks
+}
+
+// Hooks are the hook annotations; the hook runner decides which source wins.
+type Hooks struct {
+	Pre, Post []string
+	Container string
+	// Timeout is zero when not set.
+	Timeout time.Duration
+	// OnError is "Fail", "Continue" or empty.
+	OnError string
+	Preset  string
+}
+
+// Triggers reports whether changes of reason r need a set.
+func (p *Policy) Triggers(r Reason) bool { return slices.Contains(p.On, r) }
+
+// Presets are the built-in hook presets.
+var Presets = []string{"postgres", "mysql", "mongodb", "fsfreeze"}
+
+// MaxHookTimeout bounds snapgate.io/hook-timeout: a hook runs inside an admission
+// request, which the API server ends after 30 s.
+const MaxHookTimeout = 25 * time.Second
+
+// known lists every key snapgate reads or writes, for the "did you mean" message.
+var known = []string{
+	On, Claims, SnapshotClass, WaitFor, Skip, Keep, PreHook, PostHook, HookContainer,
+	HookTimeout, HookOnError, HookPreset, RollbackTo, LastSet, LastSnapshots, LastReason, RollbackStatus,
+}
+
+// Known reports whether key is a snapgate annotation.
+func Known(key string) bool { return slices.Contains(known, key) }
+
+// Parse reads a StatefulSet's snapgate annotations. Every problem is returned,
+// each naming the annotation, the value and what is allowed; the Policy is
+// usable (with defaults) only when the list is empty.
+func Parse(sts *appsv1.StatefulSet) (Policy, field.ErrorList) {
+	return parse(sts.GetAnnotations(), sts)
+}
+
+// ParseAnnotations is Parse without the checks against the StatefulSet's spec
+// (claim and container names), for annotations alone.
+func ParseAnnotations(annotations map[string]string) (Policy, field.ErrorList) {
+	return parse(annotations, nil)
+}
+
+func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorList) {
+	p := Policy{On: AllTriggers, WaitFor: WaitReady}
+	var errs field.ErrorList
+	path := field.NewPath("metadata", "annotations")
+
+	keys := make([]string, 0, len(ann))
+	for k := range ann {
+		if strings.HasPrefix(k, Prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys) // errors in a stable order
+	for _, k := range keys {
+		v := ann[k]
+		fp := path.Key(k)
+		switch k {
+		case On:
+			p.On = nil
+			for _, s := range splitList(v) {
+				r := Reason(s)
+				if !slices.Contains(AllTriggers, r) {
+					errs = append(errs, field.NotSupported(fp, s, reasons(AllTriggers)))
+					continue
+				}
+				if !slices.Contains(p.On, r) {
+					p.On = append(p.On, r)
+				}
+			}
+			if len(splitList(v)) == 0 {
+				errs = append(errs, field.Invalid(fp, v, "list at least one of template, scale-down, delete (comma-separated); to let one change through without snapshots, use "+Skip))
+			}
+		case Claims:
+			p.Claims = splitList(v)
+			if len(p.Claims) == 0 {
+				errs = append(errs, field.Invalid(fp, v, "list volumeClaimTemplate names, comma-separated; remove the annotation to snapshot every claim"))
+			}
+			for _, c := range p.Claims {
+				if sts != nil && !hasClaimTemplate(sts, c) {
+					errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("the StatefulSet has no volumeClaimTemplate %q; it has: %s", c, strings.Join(claimTemplates(sts), ", "))))
+				}
+			}
+		case SnapshotClass:
+			if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(fp, v, "must name a VolumeSnapshotClass: "+strings.Join(msgs, "; ")))
+			}
+			p.SnapshotClass = v
+		case WaitFor:
+			switch Wait(v) {
+			case WaitReady, WaitCut:
+				p.WaitFor = Wait(v)
+			default:
+				errs = append(errs, field.NotSupported(fp, v, []string{string(WaitReady), string(WaitCut)}))
+			}
+		case Skip:
+			if strings.TrimSpace(v) == "" {
+				errs = append(errs, field.Required(fp, "give the reason for skipping the snapshot, e.g. snapgate.io/skip=\"hotfix, backup taken by hand\""))
+			}
+			p.Skip = v
+		case Keep:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				errs = append(errs, field.Invalid(fp, v, "must be a whole number of snapshot sets to keep, from 1 to 1000"))
+			}
+			p.Keep = n
+		case PreHook, PostHook:
+			argv, msg := parseArgv(v)
+			if msg != "" {
+				errs = append(errs, field.Invalid(fp, v, msg))
+			}
+			if k == PreHook {
+				p.Hooks.Pre = argv
+			} else {
+				p.Hooks.Post = argv
+			}
+		case HookContainer:
+			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(fp, v, "must name a container: "+strings.Join(msgs, "; ")))
+			} else if sts != nil && !hasContainer(sts, v) {
+				errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("the pod template has no container %q; it has: %s", v, strings.Join(containers(sts), ", "))))
+			}
+			p.Hooks.Container = v
+		case HookTimeout:
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > MaxHookTimeout {
+				errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("must be a duration above 0 and at most %s, such as 10s", MaxHookTimeout)))
+			}
+			p.Hooks.Timeout = d
+		case HookOnError:
+			if v != "Fail" && v != "Continue" {
+				errs = append(errs, field.NotSupported(fp, v, []string{"Fail", "Continue"}))
+			}
+			p.Hooks.OnError = v
+		case HookPreset:
+			if !slices.Contains(Presets, v) {
+				errs = append(errs, field.NotSupported(fp, v, Presets))
+			}
+			p.Hooks.Preset = v
+		case RollbackTo:
+			if v != "latest" {
+				if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
+					errs = append(errs, field.Invalid(fp, v, "must be \"latest\" or the name of a snapshot set (see `kubectl snapgate list`)"))
+				}
+			}
+			p.RollbackTo = v
+		case LastSnapshots:
+			var m map[string]string
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				errs = append(errs, field.Invalid(fp, v, "is written by snapgate as a JSON object of PVC to VolumeSnapshot names; remove it rather than edit it"))
+			}
+		case LastSet, LastReason, RollbackStatus:
+			// Written by snapgate; nothing a user sets here changes what snapgate does.
+		default:
+			errs = append(errs, field.Invalid(fp, v, "snapgate does not know this annotation (a typo?); known annotations: "+strings.Join(known, ", ")))
+		}
+	}
+	return p, errs
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func reasons(rs []Reason) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
+}
+
+// parseArgv reads a hook command: a JSON list of strings, never a shell line.
+func parseArgv(v string) ([]string, string) {
+	var argv []string
+	if err := json.Unmarshal([]byte(v), &argv); err != nil || len(argv) == 0 || argv[0] == "" {
+		return nil, `must be a JSON list of strings, the command and its arguments, e.g. ["psql","-c","CHECKPOINT"]; snapgate runs no shell`
+	}
+	return argv, ""
+}
+
+func hasClaimTemplate(sts *appsv1.StatefulSet, name string) bool {
+	return slices.Contains(claimTemplates(sts), name)
+}
+
+func claimTemplates(sts *appsv1.StatefulSet) []string {
+	var out []string
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+func hasContainer(sts *appsv1.StatefulSet, name string) bool {
+	return slices.Contains(containers(sts), name)
+}
+
+func containers(sts *appsv1.StatefulSet) []string {
+	var out []string
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		out = append(out, c.Name)
+	}
+	return out
+}

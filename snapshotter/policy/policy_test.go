@@ -1,0 +1,148 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func statefulSet(ann map[string]string) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "postgres", Annotations: ann},
+		Spec: appsv1.StatefulSetSpec{
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "postgres"}, {Name: "exporter"}}}},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{
+				{ObjectMeta: metav1.ObjectMeta{Name: "data"}},
+				{ObjectMeta: metav1.ObjectMeta{Name: "wal"}},
+			},
+		},
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	p, errs := Parse(statefulSet(map[string]string{"unrelated.io/x": "y"}))
+	if len(errs) != 0 {
+		t.Fatalf("errs = %v", errs)
+	}
+	if !slices.Equal(p.On, AllTriggers) || p.WaitFor != WaitReady || p.Skip != "" || len(p.Claims) != 0 {
+		t.Fatalf("defaults = %+v, want every trigger, wait for ready, all claims", p)
+	}
+}
+
+func TestParseValues(t *testing.T) {
+	p, errs := Parse(statefulSet(map[string]string{
+		On:            " template , delete,template",
+		Claims:        "data",
+		SnapshotClass: "fast-snapshots",
+		WaitFor:       "cut",
+		Skip:          "hotfix",
+		Keep:          "5",
+		PreHook:       `["psql","-c","CHECKPOINT"]`,
+		HookContainer: "postgres",
+		HookTimeout:   "10s",
+		HookOnError:   "Continue",
+		HookPreset:    "postgres",
+		RollbackTo:    "latest",
+		LastSnapshots: `{"data-postgres-0":"data-postgres-0-3f9a1c2b"}`,
+	}))
+	if len(errs) != 0 {
+		t.Fatalf("errs = %v", errs)
+	}
+	want := Policy{
+		On: []Reason{ReasonTemplate, ReasonDelete}, Claims: []string{"data"}, SnapshotClass: "fast-snapshots",
+		WaitFor: WaitCut, Skip: "hotfix", Keep: 5, RollbackTo: "latest",
+		Hooks: Hooks{Pre: []string{"psql", "-c", "CHECKPOINT"}, Container: "postgres", Timeout: 10 * time.Second, OnError: "Continue", Preset: "postgres"},
+	}
+	if !equalPolicy(p, want) {
+		t.Fatalf("policy = %+v\nwant     %+v", p, want)
+	}
+	if !p.Triggers(ReasonDelete) || p.Triggers(ReasonScaleDown) {
+		t.Fatalf("Triggers disagrees with On = %v", p.On)
+	}
+}
+
+func equalPolicy(a, b Policy) bool {
+	return slices.Equal(a.On, b.On) && slices.Equal(a.Claims, b.Claims) && a.SnapshotClass == b.SnapshotClass &&
+		a.WaitFor == b.WaitFor && a.Skip == b.Skip && a.Keep == b.Keep && a.RollbackTo == b.RollbackTo &&
+		slices.Equal(a.Hooks.Pre, b.Hooks.Pre) && slices.Equal(a.Hooks.Post, b.Hooks.Post) &&
+		a.Hooks.Container == b.Hooks.Container && a.Hooks.Timeout == b.Hooks.Timeout &&
+		a.Hooks.OnError == b.Hooks.OnError && a.Hooks.Preset == b.Hooks.Preset
+}
+
+func TestParseErrorsNameTheAnnotationValueAndFix(t *testing.T) {
+	tests := map[string]struct {
+		key, value string
+		want       []string
+	}{
+		"an unknown trigger":       {On, "template,upgrade", []string{`metadata.annotations[snapgate.io/on]`, `"upgrade"`, `"template", "scale-down", "delete"`}},
+		"an empty trigger list":    {On, " , ", []string{"snapgate.io/on", "list at least one of", Skip}},
+		"a claim the set lacks":    {Claims, "data,logs", []string{"snapgate.io/claims", `no volumeClaimTemplate "logs"`, "it has: data, wal"}},
+		"a class that is no name":  {SnapshotClass, "Fast_Class", []string{"snapgate.io/snapshot-class", `"Fast_Class"`, "VolumeSnapshotClass"}},
+		"a wait that is not known": {WaitFor, "soon", []string{"snapgate.io/wait-for", `"soon"`, `"ready", "cut"`}},
+		"a skip without a reason":  {Skip, "  ", []string{"snapgate.io/skip", "give the reason"}},
+		"a keep that is no number": {Keep, "all", []string{"snapgate.io/keep", `"all"`, "from 1 to 1000"}},
+		"a hook given as a shell line": {PreHook, "psql -c CHECKPOINT", []string{
+			"snapgate.io/pre-hook", "JSON list of strings", "runs no shell",
+		}},
+		"a container the pod lacks": {HookContainer, "sidecar", []string{"snapgate.io/hook-container", `no container "sidecar"`, "postgres, exporter"}},
+		"a timeout past the budget": {HookTimeout, "5m", []string{"snapgate.io/hook-timeout", `"5m"`, "at most 25s"}},
+		"an unknown on-error":       {HookOnError, "Ignore", []string{"snapgate.io/hook-on-error", `"Fail", "Continue"`}},
+		"an unknown preset":         {HookPreset, "oracle", []string{"snapgate.io/hook-preset", `"postgres", "mysql", "mongodb", "fsfreeze"`}},
+		"a rollback to no set":      {RollbackTo, "Yesterday!", []string{"snapgate.io/rollback-to", `"latest"`}},
+		"a typo of a known key":     {"snapgate.io/snapshotclass", "x", []string{"snapgate.io/snapshotclass", "does not know", SnapshotClass}},
+		"an edited record":          {LastSnapshots, "data-0", []string{"snapgate.io/last-snapshots", "written by snapgate"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, errs := Parse(statefulSet(map[string]string{tc.key: tc.value}))
+			if len(errs) == 0 {
+				t.Fatalf("%s=%q parsed without error", tc.key, tc.value)
+			}
+			msg := errs.ToAggregate().Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	_, errs := Parse(statefulSet(map[string]string{WaitFor: "soon", Keep: "0", HookOnError: "Maybe"}))
+	if len(errs) != 3 {
+		t.Fatalf("got %d errors, want 3: %v", len(errs), errs)
+	}
+}
+
+func FuzzParseAnnotations(f *testing.F) {
+	for _, seed := range [][2]string{
+		{On, "template,delete"}, {Claims, "data"}, {Keep, "3"}, {PreHook, `["a","b"]`},
+		{HookTimeout, "1s"}, {LastSnapshots, `{"a":"b"}`}, {"snapgate.io/x", ""}, {On, ","},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, key, value string) {
+		p, errs := ParseAnnotations(map[string]string{key: value})
+		// Whatever the input, the parser never panics, every error names the key,
+		// and a clean parse yields a usable policy.
+		for _, e := range errs {
+			if !strings.Contains(e.Error(), key) {
+				t.Fatalf("error %q does not name annotation %q", e.Error(), key)
+			}
+		}
+		if len(errs) == 0 {
+			if len(p.On) == 0 || (p.WaitFor != WaitReady && p.WaitFor != WaitCut) {
+				t.Fatalf("clean parse of %q=%q gave an unusable policy %+v", key, value, p)
+			}
+			if key == PreHook && len(p.Hooks.Pre) == 0 {
+				t.Fatalf("clean parse of %q=%q gave no hook", key, value)
+			}
+		}
+	})
+}
