@@ -1,0 +1,316 @@
+package snapshotter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"golang.org/x/sync/errgroup"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// Quiescer is the seam for application hooks: it brings every affected pod of a
+// plan to a consistent state before the snapshots are cut.
+type Quiescer interface {
+	// Quiesce runs the pre-hooks of plan. The returned thaw runs the post-hooks;
+	// the engine calls it exactly once, whatever happened, with a context of its
+	// own (never the request's, which may already be over).
+	Quiesce(ctx context.Context, plan *Plan) (thaw func(context.Context) error, err error)
+}
+
+// NoHooks quiesces nothing: crash-consistent snapshots.
+type NoHooks struct{}
+
+// Quiesce implements Quiescer.
+func (NoHooks) Quiesce(context.Context, *Plan) (func(context.Context) error, error) {
+	return func(context.Context) error { return nil }, nil
+}
+
+// Engine takes snapshot sets.
+type Engine struct {
+	// Client creates VolumeSnapshots.
+	Client client.Client
+	// Reader reads PVCs, PVs and classes from the API server, uncached.
+	Reader client.Reader
+	// Snapshots reads VolumeSnapshots from the cache that Changes watches.
+	Snapshots client.Reader
+	// Changes wakes waiters on every VolumeSnapshot event.
+	Changes *Tracker
+	// Hooks quiesce the application; nil means NoHooks.
+	Hooks Quiescer
+	// Events records what was taken on the StatefulSet.
+	Events events.EventRecorder
+	// ThawTimeout bounds the post-hooks, which run on a context of their own.
+	ThawTimeout time.Duration
+}
+
+// Progress is how far a set has got.
+type Progress struct {
+	// Total is the number of snapshots in the set; Found of them exist.
+	Total, Found int
+	// Cut have a creation time; Ready are readyToUse.
+	Cut, Ready int
+	// Failure is the first snapshot error the CSI driver reported.
+	Failure *SnapshotError
+}
+
+// Done reports whether the set has got as far as w.
+func (p Progress) Done(w policy.Wait) bool {
+	if w == policy.WaitCut {
+		return p.Cut == p.Total
+	}
+	return p.Ready == p.Total
+}
+
+// SnapshotError is a snapshot the CSI driver failed to take.
+type SnapshotError struct {
+	Snapshot, PVC, Message string
+}
+
+func (e *SnapshotError) Error() string {
+	return fmt.Sprintf("snapshot %s of PVC %s failed: %s", e.Snapshot, e.PVC, e.Message)
+}
+
+// Take brings a planned set into being: if the set does not exist yet, it
+// quiesces the pods, creates every snapshot in parallel, waits until all are cut,
+// thaws, and then waits until all are ready (or only cut, as the plan says).
+// A set that exists already (a retried request) is only waited for. When ctx
+// ends first, Take returns the progress so far and ctx's error; the snapshots go
+// on, and taking the same plan again picks up where this left off.
+func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
+	prog, err := e.progress(ctx, plan)
+	if err != nil {
+		return prog, err
+	}
+	if prog.Found < prog.Total {
+		if prog, err = e.cut(ctx, plan); err != nil {
+			return prog, err
+		}
+	}
+	return e.WaitSet(ctx, plan, plan.WaitFor)
+}
+
+// cut quiesces, creates the set and waits until it is cut, then thaws.
+func (e *Engine) cut(ctx context.Context, plan *Plan) (prog Progress, err error) {
+	hooks := e.Hooks
+	if hooks == nil {
+		hooks = NoHooks{}
+	}
+	thaw, qerr := hooks.Quiesce(ctx, plan)
+	if thaw != nil {
+		defer func() {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.thawTimeout())
+			defer cancel()
+			if terr := thaw(tctx); terr != nil {
+				err = errors.Join(err, fmt.Errorf("thaw: %w", terr))
+			}
+		}()
+	}
+	if qerr != nil {
+		return Progress{Total: len(plan.Snapshots)}, fmt.Errorf("quiesce: %w", qerr)
+	}
+	if err := e.CreateSet(ctx, plan); err != nil {
+		return Progress{Total: len(plan.Snapshots)}, err
+	}
+	return e.WaitSet(ctx, plan, policy.WaitCut)
+}
+
+func (e *Engine) thawTimeout() time.Duration {
+	if e.ThawTimeout > 0 {
+		return e.ThawTimeout
+	}
+	return policy.MaxHookTimeout
+}
+
+// CreateSet creates every VolumeSnapshot of the plan, in parallel. A snapshot
+// that exists already as part of this set is fine; one of that name that belongs
+// to something else is an error, never overwritten.
+func (e *Engine) CreateSet(ctx context.Context, plan *Plan) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range plan.Snapshots {
+		s := &plan.Snapshots[i]
+		g.Go(func() error { return e.create(gctx, plan, s) })
+	}
+	return g.Wait()
+}
+
+func (e *Engine) create(ctx context.Context, plan *Plan, s *PlannedSnapshot) error {
+	vs, err := plan.volumeSnapshot(s)
+	if err != nil {
+		return err
+	}
+	err = e.Client.Create(ctx, vs)
+	if apierrors.IsAlreadyExists(err) {
+		var existing snapv1.VolumeSnapshot
+		if err := e.Reader.Get(ctx, client.ObjectKeyFromObject(vs), &existing); err != nil {
+			return fmt.Errorf("get snapshot %s/%s: %w", vs.Namespace, vs.Name, err)
+		}
+		src := existing.Spec.Source.PersistentVolumeClaimName
+		if existing.Labels[LabelSet] != plan.Set || src == nil || *src != s.PVC {
+			return planErrorf("VolumeSnapshot %s/%s already exists and is not snapgate's snapshot of PVC %s for set %s; "+
+				"snapgate never overwrites a snapshot: rename or delete that one", vs.Namespace, vs.Name, s.PVC, plan.Set)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create snapshot %s/%s: %w", vs.Namespace, vs.Name, err)
+	}
+	return nil
+}
+
+// volumeSnapshot is the object for one planned snapshot, with the labels that
+// find it and the annotations that restore from it.
+func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, error) {
+	old := plan.change.Old
+	tmpl, err := json.Marshal(old.Spec.Template)
+	if err != nil {
+		return nil, fmt.Errorf("record pod template: %w", err)
+	}
+	pvcSpec, err := json.Marshal(s.pvcSpec)
+	if err != nil {
+		return nil, fmt.Errorf("record PVC spec: %w", err)
+	}
+	ann := map[string]string{
+		AnnotationReason:         string(plan.Reason),
+		AnnotationReplicasBefore: strconv.Itoa(int(Replicas(old))),
+		AnnotationReplicasAfter:  strconv.Itoa(int(plan.change.NewReplicas)),
+		AnnotationRevision:       old.Status.UpdateRevision,
+		AnnotationPodTemplate:    string(tmpl),
+		AnnotationPVCSpec:        string(pvcSpec),
+		AnnotationStatefulSetUID: string(old.UID),
+		AnnotationRequestedBy:    plan.change.User,
+	}
+	if plan.change.RecordPending {
+		ann[AnnotationRecordPending] = "true"
+	}
+	pvc, class := s.PVC, s.Class
+	return &snapv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      s.Name,
+			Namespace: plan.StatefulSet.Namespace,
+			Labels: map[string]string{
+				LabelSet:         plan.Set,
+				LabelStatefulSet: LabelValue(plan.StatefulSet.Name),
+				LabelOrdinal:     strconv.Itoa(int(s.Ordinal)),
+				LabelClaim:       LabelValue(s.Claim),
+				LabelManagedBy:   ManagedBy,
+			},
+			Annotations: ann,
+		},
+		Spec: snapv1.VolumeSnapshotSpec{
+			Source:                  snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc},
+			VolumeSnapshotClassName: &class,
+		},
+	}, nil
+}
+
+// WaitSet blocks until the set has got as far as w, a snapshot fails, or ctx
+// ends. It wakes on VolumeSnapshot watch events only.
+func (e *Engine) WaitSet(ctx context.Context, plan *Plan, w policy.Wait) (Progress, error) {
+	for {
+		changed := e.Changes.Changed()
+		prog, err := e.progress(ctx, plan)
+		if err != nil {
+			return prog, err
+		}
+		if prog.Failure != nil {
+			return prog, prog.Failure
+		}
+		if prog.Done(w) {
+			return prog, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return prog, ctx.Err()
+		}
+	}
+}
+
+// progress counts the set's snapshots from the cache.
+func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
+	prog := Progress{Total: len(plan.Snapshots)}
+	var list snapv1.VolumeSnapshotList
+	if err := e.Snapshots.List(ctx, &list, client.InNamespace(plan.StatefulSet.Namespace), client.MatchingLabels{LabelSet: plan.Set}); err != nil {
+		return prog, fmt.Errorf("list snapshots of set %s: %w", plan.Set, err)
+	}
+	want := make(map[string]string, len(plan.Snapshots))
+	for _, s := range plan.Snapshots {
+		want[s.Name] = s.PVC
+	}
+	for i := range list.Items {
+		vs := &list.Items[i]
+		pvc, ok := want[vs.Name]
+		if !ok {
+			continue
+		}
+		prog.Found++
+		st := vs.Status
+		if st == nil {
+			continue
+		}
+		if st.Error != nil && st.Error.Message != nil && prog.Failure == nil {
+			prog.Failure = &SnapshotError{Snapshot: vs.Name, PVC: pvc, Message: *st.Error.Message}
+		}
+		if st.CreationTime != nil {
+			prog.Cut++
+		}
+		if st.ReadyToUse != nil && *st.ReadyToUse {
+			prog.Ready++
+		}
+	}
+	return prog, nil
+}
+
+// RecordTaken records on the StatefulSet that a set was taken for a change.
+func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, elapsed time.Duration) {
+	log.FromContext(ctx).Info("Snapshot set taken", "statefulSet", plan.StatefulSet, "set", plan.Set,
+		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed)
+	if e.Events != nil {
+		e.Events.Eventf(plan.change.Old, nil, corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
+			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.change.User)
+	}
+}
+
+// RecordSkipped records that a change went through without snapshots, by whom
+// and why.
+func (e *Engine) RecordSkipped(ctx context.Context, c Change, reason string) {
+	log.FromContext(ctx).Info("Snapshot skipped", "statefulSet", types.NamespacedName{Namespace: c.Old.Namespace, Name: c.Old.Name},
+		"change", c.Reason, "user", c.User, "skipReason", reason)
+	if e.Events != nil {
+		e.Events.Eventf(c.Old, nil, corev1.EventTypeWarning, "SnapshotSkipped", "Skip",
+			"%s change by %s went through without snapshots (%s): %s", c.Reason, c.User, policy.Skip, reason)
+	}
+}
+
+// SnapshotsByPVC maps each PVC of the plan to its VolumeSnapshot, for the record.
+func (plan *Plan) SnapshotsByPVC() map[string]string {
+	m := make(map[string]string, len(plan.Snapshots))
+	for _, s := range plan.Snapshots {
+		m[s.PVC] = s.Name
+	}
+	return m
+}
+
+// ClearSkip removes a consumed snapgate.io/skip from a StatefulSet whose change
+// could not remove it in its own patch (a scale through the scale subresource).
+func (e *Engine) ClearSkip(ctx context.Context, sts *appsv1.StatefulSet) error {
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, policy.Skip))
+	if err := e.Client.Patch(ctx, sts.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("remove %s from statefulset %s/%s: %w", policy.Skip, sts.Namespace, sts.Name, err)
+	}
+	return nil
+}

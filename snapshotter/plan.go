@@ -1,0 +1,224 @@
+package snapshotter
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// Change is one change to a StatefulSet that may need a snapshot set.
+type Change struct {
+	// Reason is what kind of change it is.
+	Reason policy.Reason
+	// Old is the StatefulSet as stored before the change.
+	Old *appsv1.StatefulSet
+	// NewTemplate is the pod template after a template change; nil otherwise.
+	NewTemplate *corev1.PodTemplateSpec
+	// NewReplicas is the replica count after the change (0 for a delete).
+	NewReplicas int32
+	// User is who asked for the change, as the API server authenticated them.
+	User string
+	// RecordPending marks a change that cannot carry the record itself (a scale
+	// through the scale subresource): the Recorder writes it afterwards.
+	RecordPending bool
+}
+
+// Plan is the snapshot set a change needs.
+type Plan struct {
+	// StatefulSet is the StatefulSet being changed.
+	StatefulSet types.NamespacedName
+	// Set is the set's name, unique to this change (see SetHash).
+	Set string
+	// Reason is what the set is taken for.
+	Reason policy.Reason
+	// WaitFor is how far the set must get before the change is admitted.
+	WaitFor policy.Wait
+	// Snapshots are the VolumeSnapshots of the set, by ordinal then claim.
+	Snapshots []PlannedSnapshot
+	// Policy is what the StatefulSet's annotations asked for.
+	Policy policy.Policy
+
+	change Change
+}
+
+// PlannedSnapshot is one VolumeSnapshot of a plan.
+type PlannedSnapshot struct {
+	Name    string
+	PVC     string
+	Claim   string
+	Ordinal int32
+	Class   string
+	pvcSpec corev1.PersistentVolumeClaimSpec
+}
+
+// PlanError is a change that cannot be snapshotted as asked; its message tells the
+// user what to do.
+type PlanError struct{ msg string }
+
+func (e *PlanError) Error() string { return e.msg }
+
+func planErrorf(format string, args ...any) error {
+	return &PlanError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Affected is the ordinals a change touches: every current replica for a new
+// template or a delete, the removed ones for a scale-down.
+func Affected(c Change) []int32 {
+	start, before := StartOrdinal(c.Old), Replicas(c.Old)
+	from := start
+	if c.Reason == policy.ReasonScaleDown {
+		from = start + c.NewReplicas
+	}
+	var out []int32
+	for o := from; o < start+before; o++ {
+		out = append(out, o)
+	}
+	return out
+}
+
+// PlanSet works out the set a change needs: for each affected ordinal and each
+// claim template (narrowed by snapgate.io/claims) the PVC, which must exist and be
+// bound, and its VolumeSnapshotClass. It reads, never writes. A PVC that is missing
+// or unbound is a PlanError, not a silent skip: a set that lacks a replica would
+// promise a rollback it cannot keep.
+func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*Plan, error) {
+	sts := c.Old
+	var newTemplate *corev1.PodTemplateSpec
+	if c.Reason == policy.ReasonTemplate {
+		newTemplate = c.NewTemplate
+	}
+	hash := SetHash(sts.UID, sts.ResourceVersion, c.Reason, newTemplate, c.NewReplicas)
+	plan := &Plan{
+		StatefulSet: types.NamespacedName{Namespace: sts.Namespace, Name: sts.Name},
+		Set:         SetName(sts.Name, hash),
+		Reason:      c.Reason,
+		WaitFor:     p.WaitFor,
+		Policy:      p,
+		change:      c,
+	}
+	if mustWaitForReady(c) {
+		plan.WaitFor = policy.WaitReady
+	}
+
+	var claims []string
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		if len(p.Claims) == 0 || slices.Contains(p.Claims, t.Name) {
+			claims = append(claims, t.Name)
+		}
+	}
+	classes := map[string]string{} // CSI driver -> class, looked up once per plan
+	for _, ordinal := range Affected(c) {
+		for _, claim := range claims {
+			name := ClaimName(claim, sts.Name, ordinal)
+			var pvc corev1.PersistentVolumeClaim
+			err := r.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: name}, &pvc)
+			if apierrors.IsNotFound(err) {
+				return nil, planErrorf("PVC %s/%s of replica %d does not exist, so snapgate cannot snapshot it; "+
+					"wait until the replica is running, or let this change through without snapshots with "+
+					"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, name, ordinal, sts.Name, sts.Namespace, policy.Skip)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("get PVC %s/%s: %w", sts.Namespace, name, err)
+			}
+			if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" {
+				return nil, planErrorf("PVC %s/%s of replica %d is %s, not Bound, so it has no volume to snapshot; "+
+					"wait until it binds, or let this change through without snapshots with "+
+					"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, name, ordinal, orUnknown(pvc.Status.Phase), sts.Name, sts.Namespace, policy.Skip)
+			}
+			class, err := snapshotClass(ctx, r, &pvc, p.SnapshotClass, classes)
+			if err != nil {
+				return nil, err
+			}
+			plan.Snapshots = append(plan.Snapshots, PlannedSnapshot{
+				Name: SnapshotName(name, hash), PVC: name, Claim: claim, Ordinal: ordinal, Class: class, pvcSpec: pvc.Spec,
+			})
+		}
+	}
+	return plan, nil
+}
+
+// mustWaitForReady: a change that deletes PVCs (retention policy Delete) leaves
+// only the snapshot, so the snapshot must be usable before the PVC goes.
+func mustWaitForReady(c Change) bool {
+	rp := c.Old.Spec.PersistentVolumeClaimRetentionPolicy
+	if rp == nil {
+		return false
+	}
+	switch c.Reason {
+	case policy.ReasonScaleDown:
+		return rp.WhenScaled == appsv1.DeletePersistentVolumeClaimRetentionPolicyType
+	case policy.ReasonDelete:
+		return rp.WhenDeleted == appsv1.DeletePersistentVolumeClaimRetentionPolicyType
+	}
+	return false
+}
+
+func orUnknown(p corev1.PersistentVolumeClaimPhase) string {
+	if p == "" {
+		return "without a phase"
+	}
+	return string(p)
+}
+
+// snapshotClass is the class named by snapgate.io/snapshot-class, checked against
+// the PVC's driver, or the default class of that driver.
+func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentVolumeClaim, named string, cache map[string]string) (string, error) {
+	var pv corev1.PersistentVolume
+	if err := r.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, &pv); err != nil {
+		return "", fmt.Errorf("get PV %s of PVC %s/%s: %w", pvc.Spec.VolumeName, pvc.Namespace, pvc.Name, err)
+	}
+	if pv.Spec.CSI == nil {
+		return "", planErrorf("PVC %s/%s is bound to PV %s, which is not a CSI volume; snapgate snapshots CSI volumes only", pvc.Namespace, pvc.Name, pv.Name)
+	}
+	driver := pv.Spec.CSI.Driver
+	if named != "" {
+		var class snapv1.VolumeSnapshotClass
+		err := r.Get(ctx, types.NamespacedName{Name: named}, &class)
+		if apierrors.IsNotFound(err) {
+			return "", planErrorf("VolumeSnapshotClass %q (from %s) does not exist; create it or fix the annotation", named, policy.SnapshotClass)
+		}
+		if err != nil {
+			return "", fmt.Errorf("get VolumeSnapshotClass %s: %w", named, err)
+		}
+		if class.Driver != driver {
+			return "", planErrorf("VolumeSnapshotClass %q (from %s) is for driver %s, but PVC %s/%s is on driver %s; name a class of %s",
+				named, policy.SnapshotClass, class.Driver, pvc.Namespace, pvc.Name, driver, driver)
+		}
+		return named, nil
+	}
+	if c, ok := cache[driver]; ok {
+		return c, nil
+	}
+	var list snapv1.VolumeSnapshotClassList
+	if err := r.List(ctx, &list); err != nil {
+		return "", fmt.Errorf("list VolumeSnapshotClasses: %w", err)
+	}
+	var defaults []string
+	for _, c := range list.Items {
+		if c.Driver == driver && c.Annotations["snapshot.storage.kubernetes.io/is-default-class"] == "true" {
+			defaults = append(defaults, c.Name)
+		}
+	}
+	switch len(defaults) {
+	case 0:
+		return "", planErrorf("no default VolumeSnapshotClass for driver %s (PVC %s/%s); mark one with the annotation "+
+			"snapshot.storage.kubernetes.io/is-default-class=true, or name one with %s", driver, pvc.Namespace, pvc.Name, policy.SnapshotClass)
+	case 1:
+		cache[driver] = defaults[0]
+		return defaults[0], nil
+	default:
+		slices.Sort(defaults)
+		return "", planErrorf("driver %s has %d default VolumeSnapshotClasses (%s); keep one default, or name one with %s",
+			driver, len(defaults), strings.Join(defaults, ", "), policy.SnapshotClass)
+	}
+}
