@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all build test unit e2e cluster cluster-down stack-tools lint fmt vet
+.PHONY: all build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
 
 all: build
 
@@ -22,8 +22,8 @@ test: lint unit e2e
 unit:
 	go test $(GO_TEST_FLAGS) -race -count=1 ./...
 
-## e2e: the end-to-end tests on the local stack
-e2e: cluster
+## e2e: the end-to-end tests on the local stack, with snapgate running
+e2e: run
 	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
 
 ## cluster: start the local stack, or find it running; prints the KUBECONFIG export
@@ -33,6 +33,14 @@ cluster:
 ## cluster-down: stop every process the stack started and remove its state
 cluster-down:
 	@e2e/stack/cluster.sh down
+
+## run: build snapgate and run it against the local stack, registered and ready
+run: cluster
+	@e2e/stack/snapgate.sh up
+
+## run-down: stop snapgate (it removes its webhook configurations on exit)
+run-down:
+	@e2e/stack/snapgate.sh down
 
 ## stack-tools: build (or find cached) the stack's binaries without starting it
 stack-tools:

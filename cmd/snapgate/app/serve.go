@@ -1,0 +1,308 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/snapgate/snapgate/certs"
+	"github.com/snapgate/snapgate/snapshotter"
+	snapwebhook "github.com/snapgate/snapgate/webhook"
+)
+
+// ServeOptions configure `snapgate serve`.
+type ServeOptions struct {
+	// Kubeconfig is the path of a kubeconfig; empty means in-cluster.
+	Kubeconfig string
+	// Namespace is snapgate's own namespace: never guarded, and home of its
+	// leader-election lease.
+	Namespace string
+	// WebhookHost and WebhookPort are where the webhook server listens.
+	WebhookHost string
+	WebhookPort int
+	// CertDir holds tls.crt and tls.key (and ca.crt in self-signed mode).
+	CertDir string
+	// SelfSigned generates a CA and serving certificate into CertDir.
+	SelfSigned bool
+	// RegisterURL, when set, registers the webhook configurations with this base
+	// URL and the self-signed CA, and removes them on exit (local runs).
+	RegisterURL string
+	// Budget bounds the wait for a snapshot set within one request.
+	Budget time.Duration
+	// WebhookTimeout is the API server's limit for one call (the configurations'
+	// timeoutSeconds).
+	WebhookTimeout time.Duration
+	// MetricsAddr and ProbeAddr serve Prometheus metrics and health probes; "0"
+	// turns one off.
+	MetricsAddr string
+	ProbeAddr   string
+	// LeaderElect runs the controllers on one replica at a time.
+	LeaderElect bool
+	// RecordGrace is how long to wait for a scale to be stored before its set
+	// is taken as never admitted.
+	RecordGrace time.Duration
+	// Development switches logs to a human-readable form.
+	Development bool
+}
+
+// NewServeOptions returns the defaults.
+func NewServeOptions() *ServeOptions {
+	return &ServeOptions{
+		Namespace:      "snapgate-system",
+		WebhookPort:    9443,
+		CertDir:        "/tmp/snapgate/certs",
+		Budget:         snapwebhook.DefaultBudget,
+		WebhookTimeout: 30 * time.Second,
+		MetricsAddr:    ":8080",
+		ProbeAddr:      ":8081",
+		LeaderElect:    true,
+		RecordGrace:    snapshotter.DefaultRecordGrace,
+	}
+}
+
+// AddFlags binds the options to a command's flags.
+func (o *ServeOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "path of a kubeconfig; empty means in-cluster")
+	f.StringVar(&o.Namespace, "namespace", o.Namespace, "snapgate's own namespace: never guarded, and home of the leader-election lease")
+	f.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server listens on; empty means all")
+	f.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
+	f.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory of tls.crt and tls.key, reloaded when they change")
+	f.BoolVar(&o.SelfSigned, "self-signed", o.SelfSigned, "generate a CA and serving certificate into --cert-dir (clusters without cert-manager)")
+	f.StringVar(&o.RegisterURL, "register-url", o.RegisterURL, "register the webhook configurations at this https base URL and remove them on exit (local runs; needs --self-signed)")
+	f.DurationVar(&o.Budget, "budget", o.Budget, "how long one request may wait for its snapshot set before it is denied as retriable")
+	f.DurationVar(&o.WebhookTimeout, "webhook-timeout", o.WebhookTimeout, "the API server's limit for one webhook call (at most 30s)")
+	f.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the Prometheus metrics endpoint; 0 turns it off")
+	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 turns them off")
+	f.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run the controllers on one replica at a time")
+	f.DurationVar(&o.RecordGrace, "record-grace", o.RecordGrace, "how long to wait for a scale to be stored before its set counts as never admitted")
+	f.BoolVar(&o.Development, "development", o.Development, "human-readable logs")
+}
+
+// Validate checks the options before anything starts.
+func (o *ServeOptions) Validate() error {
+	var errs []error
+	if o.WebhookTimeout <= 0 || o.WebhookTimeout > 30*time.Second {
+		errs = append(errs, fmt.Errorf("--webhook-timeout=%s: must be above 0 and at most 30s, the API server's limit", o.WebhookTimeout))
+	}
+	if o.Budget <= 0 || o.Budget > o.WebhookTimeout-2*time.Second {
+		errs = append(errs, fmt.Errorf("--budget=%s: must be above 0 and at least 2s below --webhook-timeout=%s, or the API server gives up before snapgate answers", o.Budget, o.WebhookTimeout))
+	}
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port=%d: must be a port number", o.WebhookPort))
+	}
+	if o.CertDir == "" {
+		errs = append(errs, errors.New("--cert-dir: must name the directory of the serving certificate"))
+	}
+	if o.RegisterURL != "" {
+		u, err := url.Parse(o.RegisterURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--register-url=%q: must be an https URL such as https://127.0.0.1:9443", o.RegisterURL))
+		}
+		if !o.SelfSigned {
+			errs = append(errs, errors.New("--register-url needs --self-signed: snapgate registers the CA it generated"))
+		}
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace: must name snapgate's own namespace"))
+	}
+	return errors.Join(errs...)
+}
+
+func newServeCommand() *cobra.Command {
+	o := NewServeOptions()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the admission webhook and the controllers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return Serve(ctrl.SetupSignalHandler(), o)
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// Scheme holds the types snapgate reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = snapv1.AddToScheme(s)
+	return s
+}
+
+// Serve runs snapgate until ctx ends.
+func Serve(ctx context.Context, o *ServeOptions) error {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(o.Development)))
+	log := ctrl.Log.WithName("serve")
+
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	var caPEM []byte
+	if o.SelfSigned {
+		host := o.WebhookHost
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		opts := certs.Options{Dir: o.CertDir, DNSNames: []string{"localhost", "snapgate." + o.Namespace + ".svc"}}
+		if ip := net.ParseIP(host); ip != nil {
+			opts.IPs = []net.IP{ip}
+		} else {
+			opts.DNSNames = append(opts.DNSNames, host)
+		}
+		if caPEM, err = certs.Ensure(opts); err != nil {
+			return fmt.Errorf("self-signed certificate: %w", err)
+		}
+	}
+
+	managedBy := labels.SelectorFromSet(labels.Set{snapshotter.LabelManagedBy: snapshotter.ManagedBy})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "snapgate-controllers",
+		LeaderElectionNamespace: o.Namespace,
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir,
+		}),
+		// Only snapgate's own snapshots are cached: the webhook must stay small
+		// in a cluster of thousands of StatefulSets and PVCs, which it reads
+		// from the API server when a change needs them.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&snapv1.VolumeSnapshot{}: {Label: managedBy}}},
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
+			&appsv1.StatefulSet{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &corev1.Namespace{},
+			&snapv1.VolumeSnapshotClass{},
+		}}},
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+
+	tracker := snapshotter.NewTracker()
+	inf, err := mgr.GetCache().GetInformer(ctx, &snapv1.VolumeSnapshot{})
+	if err != nil {
+		return fmt.Errorf("watch VolumeSnapshots: %w", err)
+	}
+	if err := tracker.Register(inf); err != nil {
+		return err
+	}
+	engine := &snapshotter.Engine{
+		Client:    mgr.GetClient(),
+		Reader:    mgr.GetAPIReader(),
+		Snapshots: mgr.GetCache(),
+		Changes:   tracker,
+		Events:    mgr.GetEventRecorder("snapgate"),
+	}
+	guardMetrics, err := snapwebhook.NewMetrics(metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	decoder := admission.NewDecoder(mgr.GetScheme())
+	srv := mgr.GetWebhookServer()
+	srv.Register(snapwebhook.GuardPath, &webhook.Admission{Handler: &snapwebhook.Guard{
+		Engine: engine, Reader: mgr.GetAPIReader(), Decoder: decoder, Budget: o.Budget, Metrics: guardMetrics,
+	}})
+	srv.Register(snapwebhook.ValidatePath, &webhook.Admission{Handler: &snapwebhook.Validator{Decoder: decoder}})
+
+	if err := (&snapshotter.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Grace: o.RecordGrace}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up recorder: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", srv.StartedChecker()); err != nil {
+		return err
+	}
+	if o.RegisterURL != "" {
+		mutating, validating := snapwebhook.Configurations(snapwebhook.ConfigOptions{
+			Namespace: o.Namespace, URL: o.RegisterURL, CABundle: caPEM, TimeoutSeconds: int32(o.WebhookTimeout / time.Second),
+		})
+		if err := mgr.Add(&registration{client: mgr.GetClient(), ready: srv.StartedChecker(), objs: []client.Object{mutating, validating}}); err != nil {
+			return err
+		}
+	}
+	log.Info("Starting", "webhook", net.JoinHostPort(o.WebhookHost, strconv.Itoa(o.WebhookPort)), "budget", o.Budget)
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (outside a cluster, pass --kubeconfig): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+// registration registers the webhook configurations once the webhook server
+// answers (a configuration that points at a server not yet listening would fail
+// every guarded change), and removes them when snapgate stops.
+type registration struct {
+	client client.Client
+	ready  healthz.Checker
+	objs   []client.Object
+}
+
+// NeedLeaderElection: every replica serves the webhook, and a local run has one.
+func (r *registration) NeedLeaderElection() bool { return false }
+
+func (r *registration) Start(ctx context.Context) error {
+	log := ctrl.Log.WithName("registration")
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return r.ready(nil) == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("webhook server did not start: %w", err)
+	}
+	if err := certs.Register(ctx, r.client, r.objs...); err != nil {
+		return err
+	}
+	log.Info("Webhook configurations registered")
+	<-ctx.Done()
+	uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := certs.Unregister(uctx, r.client, r.objs...); err != nil {
+		return err
+	}
+	log.Info("Webhook configurations removed")
+	return nil
+}
+
+var _ manager.LeaderElectionRunnable = (*registration)(nil)

@@ -1,0 +1,304 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/snapgate/snapgate/snapshotter"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// DefaultBudget is how long a request may wait for its set. The API server ends a
+// webhook call after at most 30 s; the rest is margin for the answer to get back.
+const DefaultBudget = 25 * time.Second
+
+// Taker takes snapshot sets; *snapshotter.Engine is one.
+type Taker interface {
+	Take(ctx context.Context, plan *snapshotter.Plan) (snapshotter.Progress, error)
+	RecordTaken(ctx context.Context, plan *snapshotter.Plan, prog snapshotter.Progress, elapsed time.Duration)
+	RecordSkipped(ctx context.Context, c snapshotter.Change, reason string)
+	ClearSkip(ctx context.Context, sts *appsv1.StatefulSet) error
+}
+
+// Guard is the mutating admission handler for StatefulSet updates, deletes and
+// scale-downs through the scale subresource.
+type Guard struct {
+	// Engine takes the sets.
+	Engine Taker
+	// Reader reads PVCs, classes, and a scaled StatefulSet and its namespace,
+	// uncached.
+	Reader client.Reader
+	// Decoder decodes the request's objects.
+	Decoder admission.Decoder
+	// Budget bounds the wait for a set; DefaultBudget when zero.
+	Budget time.Duration
+	// Metrics, when set, counts decisions.
+	Metrics *Metrics
+	// Now is the clock (injected to make testing simpler); time.Now when nil.
+	Now func() time.Time
+}
+
+var (
+	_ admission.Handler = (*Guard)(nil)
+	_ Taker             = (*snapshotter.Engine)(nil)
+)
+
+// Handle implements admission.Handler.
+func (g *Guard) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := g.now()
+	resp, reason := g.handle(ctx, req)
+	g.Metrics.observe(resp, reason, g.now().Sub(start))
+	return resp
+}
+
+func (g *Guard) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+func (g *Guard) budget() time.Duration {
+	if g.Budget > 0 {
+		return g.Budget
+	}
+	return DefaultBudget
+}
+
+// handle routes a request and returns the response and the kind of change, for
+// the metrics.
+func (g *Guard) handle(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
+	if req.Kind.Group != appsv1.GroupName {
+		return admission.Allowed(""), ""
+	}
+	switch {
+	case req.SubResource == "scale" && req.Operation == admissionv1.Update:
+		return g.scale(ctx, req)
+	case req.SubResource != "":
+		return admission.Allowed(""), ""
+	case req.Operation == admissionv1.Update:
+		return g.update(ctx, req)
+	case req.Operation == admissionv1.Delete:
+		return g.delete(ctx, req)
+	}
+	return admission.Allowed(""), ""
+}
+
+func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
+	var old, updated appsv1.StatefulSet
+	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
+	}
+	if err := g.Decoder.DecodeRaw(req.Object, &updated); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode StatefulSet: %w", err)), ""
+	}
+	reason := Classify(&old, &updated)
+	if reason == "" {
+		return admission.Allowed(""), ""
+	}
+	change := snapshotter.Change{
+		Reason: reason, Old: &old, NewTemplate: &updated.Spec.Template,
+		NewReplicas: snapshotter.Replicas(&updated), User: req.UserInfo.Username,
+	}
+	// The skip comes with the change; everything else from the policy in force,
+	// so that a change cannot switch its own guard off in passing.
+	if skip := strings.TrimSpace(updated.Annotations[policy.Skip]); skip != "" {
+		if !isDryRun(req) {
+			g.Engine.RecordSkipped(ctx, change, skip)
+		}
+		return admission.Patched("", removeAnnotation(policy.Skip)).WithWarnings(
+			fmt.Sprintf("snapgate: %s change to statefulset %s went through WITHOUT snapshots (%s=%q); the annotation is removed", reason, old.Name, policy.Skip, skip),
+		), reason
+	}
+	p, _ := policy.Parse(&old)
+	if !p.Triggers(reason) {
+		return admission.Allowed(""), ""
+	}
+	// The record rides on the change itself.
+	record := func(plan *snapshotter.Plan) ([]jsonpatch.JsonPatchOperation, error) {
+		return recordPatch(updated.Annotations, plan)
+	}
+	return g.guard(ctx, req, change, p, record), reason
+}
+
+func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
+	var old appsv1.StatefulSet
+	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
+	}
+	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, User: req.UserInfo.Username}
+	if skip := strings.TrimSpace(old.Annotations[policy.Skip]); skip != "" {
+		if !isDryRun(req) {
+			g.Engine.RecordSkipped(ctx, change, skip)
+		}
+		return admission.Allowed("").WithWarnings(
+			fmt.Sprintf("snapgate: statefulset %s deleted WITHOUT snapshots (%s=%q)", old.Name, policy.Skip, skip)), policy.ReasonDelete
+	}
+	p, _ := policy.Parse(&old)
+	if !p.Triggers(policy.ReasonDelete) {
+		return admission.Allowed(""), ""
+	}
+	// A delete cannot be patched: the set is found by its labels.
+	return g.guard(ctx, req, change, p, nil), policy.ReasonDelete
+}
+
+// scale guards `kubectl scale` and autoscalers. The Scale object carries no
+// labels, so the webhook configuration cannot select guarded StatefulSets for
+// it: the handler reads the parent and its namespace.
+func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
+	var old, updated autoscalingv1.Scale
+	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old Scale: %w", err)), ""
+	}
+	if err := g.Decoder.DecodeRaw(req.Object, &updated); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode Scale: %w", err)), ""
+	}
+	if updated.Spec.Replicas >= old.Spec.Replicas {
+		return admission.Allowed(""), ""
+	}
+	var sts appsv1.StatefulSet
+	if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: req.Name}, &sts); err != nil {
+		return deny(fmt.Sprintf("snapgate: could not read statefulset %s/%s to guard its scale-down (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
+	}
+	guarded, err := g.guarded(ctx, &sts)
+	if err != nil {
+		return deny(fmt.Sprintf("snapgate: could not read namespace %s to guard the scale-down of statefulset %s (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
+	}
+	if !guarded {
+		return admission.Allowed(""), ""
+	}
+	change := snapshotter.Change{Reason: policy.ReasonScaleDown, Old: &sts, NewReplicas: updated.Spec.Replicas, User: req.UserInfo.Username}
+	if skip := strings.TrimSpace(sts.Annotations[policy.Skip]); skip != "" {
+		if !isDryRun(req) {
+			g.Engine.RecordSkipped(ctx, change, skip)
+			if err := g.Engine.ClearSkip(ctx, &sts); err != nil {
+				log.FromContext(ctx).Error(err, "Remove skip annotation", "statefulSet", client.ObjectKeyFromObject(&sts))
+			}
+		}
+		return admission.Allowed("").WithWarnings(
+			fmt.Sprintf("snapgate: scale-down of statefulset %s went through WITHOUT snapshots (%s=%q)", sts.Name, policy.Skip, skip)), policy.ReasonScaleDown
+	}
+	p, _ := policy.Parse(&sts)
+	if !p.Triggers(policy.ReasonScaleDown) {
+		return admission.Allowed(""), ""
+	}
+	// A Scale has no annotations: the Recorder writes the record onto the
+	// StatefulSet once the scale is stored.
+	change.RecordPending = true
+	return g.guard(ctx, req, change, p, nil), policy.ReasonScaleDown
+}
+
+// guarded applies the opt-in rules to a StatefulSet the configuration could not
+// select: its own guard label, else its namespace's.
+func (g *Guard) guarded(ctx context.Context, sts *appsv1.StatefulSet) (bool, error) {
+	switch sts.Labels[policy.GuardLabel] {
+	case "enabled":
+		return true, nil
+	case "disabled":
+		return false, nil
+	}
+	var ns corev1.Namespace
+	if err := g.Reader.Get(ctx, types.NamespacedName{Name: sts.Namespace}, &ns); err != nil {
+		return false, err
+	}
+	return ns.Labels[policy.GuardLabel] == "enabled", nil
+}
+
+// recordFunc builds the patch that records a set on the changed object.
+type recordFunc func(*snapshotter.Plan) ([]jsonpatch.JsonPatchOperation, error)
+
+// guard plans, takes and records a set, within the budget, and answers. record
+// is nil where the request cannot carry the record.
+func (g *Guard) guard(ctx context.Context, req admission.Request, change snapshotter.Change, p policy.Policy, record recordFunc) admission.Response {
+	start := g.now()
+	ctx, cancel := context.WithTimeout(ctx, g.budget())
+	defer cancel()
+	sts := change.Old
+
+	plan, err := snapshotter.PlanSet(ctx, g.Reader, change, p)
+	if err != nil {
+		var pe *snapshotter.PlanError
+		if errors.As(err, &pe) {
+			return deny(fmt.Sprintf("snapgate: %s change to statefulset %s/%s denied: %s", change.Reason, sts.Namespace, sts.Name, pe))
+		}
+		return deny(fmt.Sprintf("snapgate: could not plan snapshots of statefulset %s/%s (%v); the change was not applied; run the same command again", sts.Namespace, sts.Name, err))
+	}
+	if len(plan.Snapshots) == 0 {
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: statefulset %s has no volume claims to snapshot; the change went through as is", sts.Name))
+	}
+	if isDryRun(req) {
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate (dry run): a real request would take snapshot set %s of %d PVCs: %s",
+			plan.Set, len(plan.Snapshots), strings.Join(pvcNames(plan), ", ")))
+	}
+	prog, err := g.Engine.Take(ctx, plan)
+	if err != nil {
+		return g.denyTake(ctx, plan, prog, err, g.now().Sub(start))
+	}
+	g.Engine.RecordTaken(ctx, plan, prog, g.now().Sub(start))
+
+	warning := fmt.Sprintf("snapgate: took snapshot set %s (%d snapshots, %s) before this %s change; to roll back: kubectl annotate statefulset %s -n %s %s=%s",
+		plan.Set, prog.Total, plan.WaitFor, plan.Reason, sts.Name, sts.Namespace, policy.RollbackTo, plan.Set)
+	if record == nil {
+		return admission.Allowed("").WithWarnings(warning)
+	}
+	ops, err := record(plan)
+	if err != nil {
+		return deny(fmt.Sprintf("snapgate: could not record snapshot set %s (%v); run the same command again", plan.Set, err))
+	}
+	return admission.Patched("", ops...).WithWarnings(warning)
+}
+
+func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snapshotter.Progress, err error, elapsed time.Duration) admission.Response {
+	sts := plan.StatefulSet
+	var se *snapshotter.SnapshotError
+	var pe *snapshotter.PlanError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		done, what := prog.Ready, "ready"
+		if plan.WaitFor == policy.WaitCut {
+			done, what = prog.Cut, "cut"
+		}
+		log.FromContext(ctx).Info("Snapshot set not ready within budget", "statefulSet", sts, "set", plan.Set, "done", done, "total", prog.Total)
+		return deny(fmt.Sprintf("snapgate: %d/%d snapshots of statefulset %s %s after %s (set %s); the change was not applied yet; run the same command again to continue",
+			done, prog.Total, sts, what, elapsed.Round(time.Second), plan.Set))
+	case errors.As(err, &se):
+		return deny(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; fix the snapshot class or driver and run the same command again, or let this change through without snapshots with `kubectl annotate statefulset %s -n %s %s=<reason>`",
+			plan.Reason, sts, se, sts.Name, sts.Namespace, policy.Skip))
+	case errors.As(err, &pe):
+		return deny(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s", plan.Reason, sts, pe))
+	default:
+		log.FromContext(ctx).Error(err, "Take snapshot set", "statefulSet", sts, "set", plan.Set)
+		return deny(fmt.Sprintf("snapgate: could not take snapshot set %s of statefulset %s (%v); the change was not applied; run the same command again",
+			plan.Set, sts, err))
+	}
+}
+
+func deny(msg string) admission.Response {
+	return admission.Denied(msg)
+}
+
+func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }
+
+func pvcNames(plan *snapshotter.Plan) []string {
+	out := make([]string, 0, len(plan.Snapshots))
+	for _, s := range plan.Snapshots {
+		out = append(out, s.PVC)
+	}
+	sort.Strings(out)
+	return out
+}
