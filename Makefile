@@ -22,7 +22,8 @@ test: lint unit e2e
 unit:
 	go test $(GO_TEST_FLAGS) -race -count=1 ./...
 
-## e2e: the end-to-end tests on the local stack, with snapgate running
+## e2e: the end-to-end tests on the local stack, with snapgate running (short budget)
+e2e: export SNAPGATE_BUDGET := 8s
 e2e: run
 	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
 

@@ -83,7 +83,8 @@ func (g *Guard) budget() time.Duration {
 // handle routes a request and returns the response and the kind of change, for
 // the metrics.
 func (g *Guard) handle(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
-	if req.Kind.Group != appsv1.GroupName {
+	// Route on the resource: a scale request's kind is autoscaling/v1 Scale.
+	if req.Resource.Group != appsv1.GroupName || req.Resource.Resource != "statefulsets" {
 		return admission.Allowed(""), ""
 	}
 	switch {

@@ -23,7 +23,7 @@ var _ admission.Handler = (*Validator)(nil)
 
 // Handle implements admission.Handler.
 func (v *Validator) Handle(_ context.Context, req admission.Request) admission.Response {
-	if req.Kind.Group != appsv1.GroupName || req.SubResource != "" {
+	if req.Resource.Group != appsv1.GroupName || req.Resource.Resource != "statefulsets" || req.SubResource != "" {
 		return admission.Allowed("")
 	}
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {

@@ -12,12 +12,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Cluster is the running local stack, as a test sees it.
@@ -26,9 +32,10 @@ type Cluster struct {
 	Dir string
 	// Kubeconfig is the admin kubeconfig path.
 	Kubeconfig string
-	// Config and Client talk to the apiserver as admin.
+	// Config and Client talk to the apiserver as admin; Ctrl knows snapshots too.
 	Config *rest.Config
 	Client kubernetes.Interface
+	Ctrl   client.WithWatch
 }
 
 // RepoRoot is the repository root, found from this file's location.
@@ -55,7 +62,16 @@ func Connect(t testing.TB) *Cluster {
 		t.Fatalf("load %s: %v", kubeconfig, err)
 	}
 	cfg.QPS, cfg.Burst = 100, 200
-	return &Cluster{Dir: dir, Kubeconfig: kubeconfig, Config: cfg, Client: kubernetes.NewForConfigOrDie(cfg)}
+	// The tests' own clients log nothing worth reading.
+	ctrllog.SetLogger(logr.Discard())
+	scheme := k8sruntime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = snapv1.AddToScheme(scheme)
+	ctrl, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatalf("client for %s: %v", kubeconfig, err)
+	}
+	return &Cluster{Dir: dir, Kubeconfig: kubeconfig, Config: cfg, Client: kubernetes.NewForConfigOrDie(cfg), Ctrl: ctrl}
 }
 
 // Bin is the path of a stack binary, such as "kubectl" or "helm".

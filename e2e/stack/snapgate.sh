@@ -11,6 +11,8 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 state=${SNAPGATE_CLUSTER_DIR:-$repo/.cluster}
 port=${SNAPGATE_WEBHOOK_PORT:-19443}
 pidfile=$state/pids/snapgate.pid
+# How long one request may wait for its set (the e2e suite uses a short one).
+budget=${SNAPGATE_BUDGET:-25s}
 k=("$state/bin/kubectl" --kubeconfig "$state/kubeconfig")
 
 log() { printf '%s snapgate: %s\n' "$(date +%T)" "$*" >&2; }
@@ -27,7 +29,7 @@ probe() {
 
 up() {
   "$repo/e2e/stack/cluster.sh" status || die "the local cluster is not up: run 'make cluster' first"
-  if alive && probe; then
+  if alive && [ "$(cat "$state/snapgate.budget" 2>/dev/null)" = "$budget" ] && probe; then
     log "already running"
     return
   fi
@@ -37,9 +39,10 @@ up() {
   setsid "$state/bin/snapgate" serve --kubeconfig "$state/kubeconfig" --namespace snapgate-system \
     --webhook-host 127.0.0.1 --webhook-port "$port" --cert-dir "$state/snapgate/certs" --self-signed \
     --register-url "https://127.0.0.1:$port" --metrics-bind-address 127.0.0.1:$((port + 1)) \
-    --health-probe-bind-address 127.0.0.1:$((port + 2)) --leader-elect=false \
+    --health-probe-bind-address 127.0.0.1:$((port + 2)) --leader-elect=false --budget "$budget" \
     >"$state/logs/snapgate.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
+  echo "$budget" >"$state/snapgate.budget"
 
   "${k[@]}" apply -f - >/dev/null <<'YAML'
 apiVersion: v1

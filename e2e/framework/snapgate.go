@@ -1,0 +1,136 @@
+package framework
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Budget is how long the running snapgate lets one request wait for its set.
+func (c *Cluster) Budget(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Dir, "snapgate.budget"))
+	if err != nil {
+		t.Fatalf("snapgate is not running against the stack (%v): run `make run` first", err)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("snapgate budget %q: %v", b, err)
+	}
+	return d
+}
+
+// GuardDecisions is how many updates (not deletes) snapgate's guard has decided,
+// from its own metrics endpoint. Deletes are left out: earlier tests' namespaces
+// are still being removed, and snapgate rightly guards their StatefulSets' deletes.
+func (c *Cluster) GuardDecisions(t testing.TB) int {
+	t.Helper()
+	port := 19443
+	if p := os.Getenv("SNAPGATE_WEBHOOK_PORT"); p != "" {
+		port, _ = strconv.Atoi(p)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port+1))
+	if err != nil {
+		t.Fatalf("read snapgate metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	total := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "snapgate_admission_decisions_total{") && !strings.Contains(line, `change="delete"`) {
+			f := strings.Fields(line)
+			n, _ := strconv.Atoi(f[len(f)-1])
+			total += n
+		}
+	}
+	return total
+}
+
+// Snapshots lists snapgate's VolumeSnapshots of a StatefulSet, by name.
+func (c *Cluster) Snapshots(t testing.TB, ns, sts string) []snapv1.VolumeSnapshot {
+	t.Helper()
+	var list snapv1.VolumeSnapshotList
+	if err := c.Ctrl.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{"snapgate.io/statefulset": sts}); err != nil {
+		t.Fatalf("list snapshots of %s/%s: %v", ns, sts, err)
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	return list.Items
+}
+
+// SnapshotNames are the names of snapshots, in order.
+func SnapshotNames(snaps []snapv1.VolumeSnapshot) []string {
+	out := make([]string, len(snaps))
+	for i, s := range snaps {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// StatefulSet renders a StatefulSet manifest with a volumeClaimTemplate "data",
+// guarded by its own label.
+func StatefulSet(name string, replicas int, image string, annotations map[string]string) string {
+	var ann strings.Builder
+	keys := make([]string, 0, len(annotations))
+	for k := range annotations {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&ann, "    %s: %q\n", k, annotations[k])
+	}
+	annBlock := "  annotations: {}\n"
+	if ann.Len() > 0 {
+		annBlock = "  annotations:\n" + ann.String()
+	}
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: %[1]s
+  labels:
+    snapgate.io/guard: enabled
+%[4]sspec:
+  serviceName: %[1]s
+  replicas: %[2]d
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      containers:
+      - name: db
+        image: %[3]s
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+`, name, replicas, image, annBlock)
+}
+
+// SnapshotClass renders a VolumeSnapshotClass of the hostpath driver whose
+// parameters stage faults (readyDelay, cutDelay, failWith).
+func SnapshotClass(name string, params map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata:\n  name: %s\ndriver: hostpath.csi.snapgate.io\ndeletionPolicy: Delete\nparameters:\n", name)
+	for k, v := range params {
+		fmt.Fprintf(&b, "  %s: %q\n", k, v)
+	}
+	return b.String()
+}

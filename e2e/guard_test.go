@@ -1,0 +1,336 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapgate/snapgate/e2e/framework"
+)
+
+// newGuarded creates a guarded StatefulSet and waits until its replicas run.
+func newGuarded(t *testing.T, c *framework.Cluster, ns, name string, replicas int, ann map[string]string) {
+	t.Helper()
+	c.Apply(t, ns, framework.StatefulSet(name, replicas, "postgres:16", ann))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/"+name, "--timeout=90s")
+}
+
+func annotation(t *testing.T, c *framework.Cluster, ns, sts, key string) string {
+	t.Helper()
+	var s appsv1.StatefulSet
+	if err := c.Ctrl.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: sts}, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Annotations[key]
+}
+
+func image(t *testing.T, c *framework.Cluster, ns, sts string) string {
+	t.Helper()
+	return c.MustKubectl(t, "-n", ns, "get", "statefulset", sts, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+}
+
+// TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady watches the API while a
+// template change goes through: the new template must be stored only after all
+// three snapshots are readyToUse. The class delays readiness so that the order
+// is not an accident of timing.
+func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	c.Apply(t, "", framework.SnapshotClass("slow-ready-"+ns, map[string]string{"readyDelay": "2s"}))
+	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", "slow-ready-"+ns) })
+	newGuarded(t, c, ns, "db", 3, map[string]string{"snapgate.io/snapshot-class": "slow-ready-" + ns})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	ready := map[string]time.Time{}
+	var stored time.Time
+	snapWatch, err := c.Ctrl.Watch(ctx, &snapv1.VolumeSnapshotList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snapWatch.Stop()
+	stsWatch, err := c.Client.AppsV1().StatefulSets(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stsWatch.Stop()
+	go func() {
+		for ev := range snapWatch.ResultChan() {
+			if vs, ok := ev.Object.(*snapv1.VolumeSnapshot); ok && vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
+				mu.Lock()
+				if _, seen := ready[vs.Name]; !seen {
+					ready[vs.Name] = time.Now()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		for ev := range stsWatch.ResultChan() {
+			if s, ok := ev.Object.(*appsv1.StatefulSet); ok && ev.Type == watch.Modified && s.Spec.Template.Spec.Containers[0].Image == "postgres:17" {
+				mu.Lock()
+				if stored.IsZero() {
+					stored = time.Now()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+
+	r := c.Run(t, framework.StatefulSet("db", 3, "postgres:17", map[string]string{"snapgate.io/snapshot-class": "slow-ready-" + ns}),
+		c.Bin("kubectl"), "apply", "-n", ns, "-f", "-")
+	if r.Err != nil {
+		t.Fatalf("kubectl apply of the upgrade: %v\n%s", r.Err, r.Stderr)
+	}
+	set := annotation(t, c, ns, "db", "snapgate.io/last-set")
+	if !strings.Contains(r.Stderr, "Warning: snapgate: took snapshot set "+set) ||
+		!strings.Contains(r.Stderr, "kubectl annotate statefulset db -n "+ns+" snapgate.io/rollback-to="+set) {
+		t.Errorf("kubectl printed %q; want a warning naming set %q and the rollback command", r.Stderr, set)
+	}
+	if got := image(t, c, ns, "db"); got != "postgres:17" {
+		t.Fatalf("image = %q after the upgrade was admitted", got)
+	}
+
+	snaps := c.Snapshots(t, ns, "db")
+	want := []string{"data-db-0-", "data-db-1-", "data-db-2-"}
+	if len(snaps) != 3 {
+		t.Fatalf("snapshots = %v, want one per replica", framework.SnapshotNames(snaps))
+	}
+	var record map[string]string
+	if err := json.Unmarshal([]byte(annotation(t, c, ns, "db", "snapgate.io/last-snapshots")), &record); err != nil {
+		t.Fatalf("snapgate.io/last-snapshots: %v", err)
+	}
+	for i, s := range snaps {
+		if !strings.HasPrefix(s.Name, want[i]) || s.Labels["snapgate.io/set"] != set || s.Status == nil || s.Status.ReadyToUse == nil || !*s.Status.ReadyToUse {
+			t.Errorf("snapshot %s: want prefix %s, set %s, readyToUse", s.Name, want[i], set)
+		}
+		if pvc := *s.Spec.Source.PersistentVolumeClaimName; record[pvc] != s.Name {
+			t.Errorf("record maps %s to %q, want %q", pvc, record[pvc], s.Name)
+		}
+		if !strings.Contains(s.Annotations["snapgate.io/pod-template"], "postgres:16") {
+			t.Errorf("snapshot %s does not carry the old pod template for a rollback", s.Name)
+		}
+	}
+	if got := annotation(t, c, ns, "db", "snapgate.io/last-reason"); got != "template" {
+		t.Errorf("last-reason = %q, want template", got)
+	}
+
+	// Give the watches a moment to deliver what already happened, then compare.
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if stored.IsZero() || len(ready) != 3 {
+		t.Fatalf("saw %d snapshots ready and new template stored at %v; want 3 and a time", len(ready), stored)
+	}
+	for name, at := range ready {
+		if !at.Before(stored) {
+			t.Errorf("snapshot %s became ready at %v, after the new template was stored at %v", name, at.Format(time.StampMilli), stored.Format(time.StampMilli))
+		}
+	}
+}
+
+func TestScaleDownSnapshotsOnlyTheRemovedReplicas(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	newGuarded(t, c, ns, "db", 3, nil)
+
+	r := c.Kubectl(t, "-n", ns, "scale", "statefulset/db", "--replicas=1")
+	if r.Err != nil {
+		t.Fatalf("kubectl scale: %v\n%s", r.Err, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "snapgate: took snapshot set") {
+		t.Errorf("kubectl scale printed %q, want snapgate's warning", r.Stderr)
+	}
+	snaps := c.Snapshots(t, ns, "db")
+	if len(snaps) != 2 || !strings.HasPrefix(snaps[0].Name, "data-db-1-") || !strings.HasPrefix(snaps[1].Name, "data-db-2-") {
+		t.Fatalf("snapshots = %v, want data-db-1 and data-db-2 only", framework.SnapshotNames(snaps))
+	}
+	// The Scale object carried no annotations: the record follows on the StatefulSet.
+	c.MustKubectl(t, "-n", ns, "wait", "--for=jsonpath={.metadata.annotations.snapgate\\.io/last-reason}=scale-down", "statefulset/db", "--timeout=30s")
+	if got := annotation(t, c, ns, "db", "snapgate.io/last-set"); got != snaps[0].Labels["snapgate.io/set"] {
+		t.Errorf("last-set = %q, want %q", got, snaps[0].Labels["snapgate.io/set"])
+	}
+}
+
+func TestDeleteKeepsItsSnapshots(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	newGuarded(t, c, ns, "db", 2, nil)
+
+	r := c.Kubectl(t, "-n", ns, "delete", "statefulset", "db", "--wait=true")
+	if r.Err != nil {
+		t.Fatalf("kubectl delete: %v\n%s", r.Err, r.Stderr)
+	}
+	snaps := c.Snapshots(t, ns, "db")
+	if len(snaps) != 2 {
+		t.Fatalf("after delete, snapshots = %v; want both replicas' kept", framework.SnapshotNames(snaps))
+	}
+	for _, s := range snaps {
+		if s.Annotations["snapgate.io/reason"] != "delete" || s.DeletionTimestamp != nil {
+			t.Errorf("snapshot %s: reason %q, deleting %v; want a kept delete snapshot", s.Name, s.Annotations["snapgate.io/reason"], s.DeletionTimestamp)
+		}
+	}
+}
+
+func TestDryRunCreatesNothing(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	newGuarded(t, c, ns, "db", 2, nil)
+
+	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17", "--dry-run=server")
+	if r.Err != nil {
+		t.Fatalf("dry run: %v\n%s", r.Err, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "snapgate (dry run): a real request would take snapshot set") || !strings.Contains(r.Stderr, "data-db-0, data-db-1") {
+		t.Errorf("dry run printed %q; want what a real request would snapshot", r.Stderr)
+	}
+	if snaps := c.Snapshots(t, ns, "db"); len(snaps) != 0 {
+		t.Fatalf("a dry run created snapshots %v", framework.SnapshotNames(snaps))
+	}
+	if got := image(t, c, ns, "db"); got != "postgres:16" {
+		t.Fatalf("a dry run changed the image to %q", got)
+	}
+}
+
+func TestUnguardedStatefulSetNeverReachesSnapgate(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	c.Apply(t, ns, strings.Replace(framework.StatefulSet("plain", 1, "postgres:16", nil), "snapgate.io/guard: enabled", "app: plain", 1))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/plain", "--timeout=90s")
+
+	before := c.GuardDecisions(t)
+	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/plain", "db=postgres:17")
+	c.MustKubectl(t, "-n", ns, "scale", "statefulset/plain", "--replicas=2")
+	if after := c.GuardDecisions(t); after != before {
+		t.Fatalf("snapgate answered %d requests for an unguarded StatefulSet", after-before)
+	}
+	// Guarded, a status-free label change does not reach it either (matchConditions).
+	newGuarded(t, c, ns, "db", 1, nil)
+	before = c.GuardDecisions(t)
+	c.MustKubectl(t, "-n", ns, "label", "statefulset/db", "team=storage")
+	if after := c.GuardDecisions(t); after != before {
+		t.Fatalf("a label change reached snapgate %d times", after-before)
+	}
+	if snaps := c.Snapshots(t, ns, "plain"); len(snaps) != 0 {
+		t.Fatalf("unguarded StatefulSet got snapshots %v", framework.SnapshotNames(snaps))
+	}
+}
+
+func TestSlowSnapshotsAreDeniedThenAdmittedOnRetryWithTheSameSet(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	budget := c.Budget(t)
+	class := "slower-than-budget-" + ns
+	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"readyDelay": (budget + 4*time.Second).String()}))
+	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })
+	newGuarded(t, c, ns, "db", 2, map[string]string{"snapgate.io/snapshot-class": class})
+
+	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	if r.Err == nil {
+		t.Fatalf("the upgrade was admitted before its snapshots were ready: %s", r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "0/2 snapshots of statefulset "+ns+"/db ready") || !strings.Contains(r.Stderr, "run the same command again") {
+		t.Errorf("denial = %q; want the progress and the advice to run the command again", r.Stderr)
+	}
+	if got := image(t, c, ns, "db"); got != "postgres:16" {
+		t.Fatalf("denied upgrade changed the image to %q", got)
+	}
+	first := framework.SnapshotNames(c.Snapshots(t, ns, "db"))
+
+	// The snapshots go on without the request; the same command admits once they are ready.
+	c.MustKubectl(t, "-n", ns, "wait", "--for=jsonpath={.status.readyToUse}=true", "volumesnapshot", "-l", "snapgate.io/statefulset=db", "--timeout=60s")
+	r = c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	if r.Err != nil {
+		t.Fatalf("retry: %v\n%s", r.Err, r.Stderr)
+	}
+	if got := image(t, c, ns, "db"); got != "postgres:17" {
+		t.Fatalf("image = %q after the retry was admitted", got)
+	}
+	if again := framework.SnapshotNames(c.Snapshots(t, ns, "db")); strings.Join(again, ",") != strings.Join(first, ",") {
+		t.Fatalf("the retry took new snapshots: %v, then %v", first, again)
+	}
+}
+
+func TestDriverErrorDeniesWithTheDriversMessage(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	class := "failing-" + ns
+	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"failWith": "simulated quota exceeded"}))
+	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })
+	newGuarded(t, c, ns, "db", 1, map[string]string{"snapgate.io/snapshot-class": class})
+
+	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	if r.Err == nil {
+		t.Fatalf("upgrade admitted although its snapshot failed")
+	}
+	if !strings.Contains(r.Stderr, "simulated quota exceeded") || !strings.Contains(r.Stderr, "data-db-0") {
+		t.Errorf("denial = %q; want the driver's message and the PVC", r.Stderr)
+	}
+	if got := image(t, c, ns, "db"); got != "postgres:16" {
+		t.Fatalf("image = %q after a denied upgrade", got)
+	}
+}
+
+func TestBadAnnotationsAreDeniedByName(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	newGuarded(t, c, ns, "db", 1, nil)
+
+	for _, tc := range []struct{ set, want string }{
+		{"snapgate.io/wait-for=soon", `snapgate.io/wait-for]: Unsupported value: "soon": supported values: "ready", "cut"`},
+		{"snapgate.io/claims=logs", `no volumeClaimTemplate "logs"; it has: data`},
+		{"snapgate.io/snapshotclass=fast", "does not know this annotation"},
+	} {
+		r := c.Kubectl(t, "-n", ns, "annotate", "statefulset/db", tc.set)
+		if r.Err == nil || !strings.Contains(r.Stderr, tc.want) {
+			t.Errorf("annotate %s: err %v, stderr %q; want denied with %q", tc.set, r.Err, r.Stderr, tc.want)
+		}
+	}
+	// A bad annotation in a new StatefulSet is denied as well.
+	r := c.Run(t, framework.StatefulSet("other", 1, "postgres:16", map[string]string{"snapgate.io/keep": "all"}), c.Bin("kubectl"), "apply", "-n", ns, "-f", "-")
+	if r.Err == nil || !strings.Contains(r.Stderr, "snapgate.io/keep") {
+		t.Errorf("create with snapgate.io/keep=all: err %v, stderr %q", r.Err, r.Stderr)
+	}
+}
+
+func TestSkipLetsOneChangeThroughAndIsRecorded(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	newGuarded(t, c, ns, "db", 2, nil)
+
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", "snapgate.io/skip=hotfix INC-42")
+	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	if r.Err != nil {
+		t.Fatalf("skipped upgrade: %v\n%s", r.Err, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "WITHOUT snapshots") {
+		t.Errorf("kubectl printed %q; want a warning that no snapshots were taken", r.Stderr)
+	}
+	if snaps := c.Snapshots(t, ns, "db"); len(snaps) != 0 {
+		t.Fatalf("a skipped change took snapshots %v", framework.SnapshotNames(snaps))
+	}
+	if got := annotation(t, c, ns, "db", "snapgate.io/skip"); got != "" {
+		t.Fatalf("skip annotation still there (%q): it must be one-shot", got)
+	}
+	events := c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=SnapshotSkipped", "-o", "jsonpath={.items[*].note}{.items[*].message}")
+	if !strings.Contains(events, "hotfix INC-42") || !strings.Contains(events, "kwok-admin") {
+		t.Errorf("events = %q; want who skipped and why", events)
+	}
+	// The next change is guarded again.
+	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:18")
+	if snaps := c.Snapshots(t, ns, "db"); len(snaps) != 2 {
+		t.Fatalf("after the skip, the next change took %v; want 2 snapshots", framework.SnapshotNames(snaps))
+	}
+}
