@@ -1,0 +1,266 @@
+package snapshotter
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// recordingHooks logs what the engine asked of the hooks, and what it saw of
+// the set when it did.
+type recordingHooks struct {
+	mu       sync.Mutex
+	calls    []string
+	quiesce  error
+	thawCtx  error
+	progress func() Progress
+}
+
+func (h *recordingHooks) Quiesce(ctx context.Context, _ *Plan) (func(context.Context) error, error) {
+	h.mu.Lock()
+	h.calls = append(h.calls, "quiesce")
+	h.mu.Unlock()
+	return func(tctx context.Context) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.thawCtx = tctx.Err()
+		p := h.progress()
+		h.calls = append(h.calls, "thaw after "+strconv.Itoa(p.Cut)+" cut")
+		return nil
+	}, h.quiesce
+}
+
+func (h *recordingHooks) log() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.calls, ", ")
+}
+
+type harness struct {
+	engine *Engine
+	client client.WithWatch
+	plan   *Plan
+	hooks  *recordingHooks
+}
+
+func newHarness(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *harness {
+	t.Helper()
+	objs = append(objs, volumes("data-pg-0", "data-pg-1")...)
+	objs = append(objs, class("hostpath", driver, true))
+	c := fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objs...).WithInterceptorFuncs(funcs).Build()
+	plan, err := PlanSet(context.Background(), c, Change{Reason: policy.ReasonTemplate, Old: testStatefulSet(2, "data"), NewReplicas: 2, User: "alice"},
+		policy.Policy{WaitFor: policy.WaitReady})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{client: c, plan: plan, hooks: &recordingHooks{}}
+	h.engine = &Engine{Client: c, Reader: c, Snapshots: c, Changes: NewTracker(), Hooks: h.hooks, ThawTimeout: time.Second}
+	h.hooks.progress = func() Progress { p, _ := h.engine.progress(context.Background(), plan); return p }
+	return h
+}
+
+// setStatus plays the snapshot controller: it updates every snapshot of the set
+// and wakes the waiters, as a watch event would.
+func (h *harness) setStatus(t *testing.T, mutate func(*snapv1.VolumeSnapshotStatus)) {
+	t.Helper()
+	var list snapv1.VolumeSnapshotList
+	if err := h.client.List(context.Background(), &list, client.MatchingLabels{LabelSet: h.plan.Set}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		vs := &list.Items[i]
+		if vs.Status == nil {
+			vs.Status = &snapv1.VolumeSnapshotStatus{}
+		}
+		mutate(vs.Status)
+		if err := h.client.Update(context.Background(), vs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.engine.Changes.Notify()
+}
+
+func (h *harness) waitForSnapshots(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if p, _ := h.engine.progress(context.Background(), h.plan); p.Found == n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("the engine did not create %d snapshots", n)
+}
+
+func cut(s *snapv1.VolumeSnapshotStatus) { s.CreationTime = &metav1.Time{Time: time.Now()} }
+func ready(s *snapv1.VolumeSnapshotStatus) {
+	yes := true
+	s.ReadyToUse = &yes
+}
+
+type result struct {
+	prog Progress
+	err  error
+}
+
+func (h *harness) take(ctx context.Context) chan result {
+	done := make(chan result, 1)
+	go func() {
+		p, err := h.engine.Take(ctx, h.plan)
+		done <- result{p, err}
+	}()
+	return done
+}
+
+func TestTakeQuiescesCreatesThawsAfterTheCutThenWaitsForReady(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	done := h.take(context.Background())
+
+	h.waitForSnapshots(t, 2)
+	h.setStatus(t, cut)
+	select {
+	case r := <-done:
+		t.Fatalf("Take returned %+v before the set was ready", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if got := h.hooks.log(); got != "quiesce, thaw after 2 cut" {
+		t.Fatalf("hooks = %q, want a quiesce, then a thaw once both snapshots were cut", got)
+	}
+	h.setStatus(t, ready)
+	r := <-done
+	if r.err != nil || r.prog.Ready != 2 || r.prog.Total != 2 {
+		t.Fatalf("Take = %+v, %v; want 2/2 ready", r.prog, r.err)
+	}
+
+	var vs snapv1.VolumeSnapshot
+	if err := h.client.Get(context.Background(), client.ObjectKey{Namespace: "db", Name: h.plan.Snapshots[1].Name}, &vs); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{LabelSet: h.plan.Set, LabelStatefulSet: "pg", LabelOrdinal: "1", LabelClaim: "data", LabelManagedBy: "snapgate"} {
+		if vs.Labels[k] != want {
+			t.Errorf("label %s = %q, want %q", k, vs.Labels[k], want)
+		}
+	}
+	for k, want := range map[string]string{AnnotationReason: "template", AnnotationReplicasBefore: "2", AnnotationRevision: "pg-abc", AnnotationRequestedBy: "alice"} {
+		if vs.Annotations[k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, vs.Annotations[k], want)
+		}
+	}
+	if !strings.Contains(vs.Annotations[AnnotationPodTemplate], "postgres:16") || !strings.Contains(vs.Annotations[AnnotationPVCSpec], "pv-data-pg-1") {
+		t.Errorf("snapshot lacks the old template or PVC spec a restore needs: %v", vs.Annotations)
+	}
+}
+
+func TestTakeOfAnExistingSetOnlyWaits(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	if err := h.engine.CreateSet(context.Background(), h.plan); err != nil {
+		t.Fatal(err)
+	}
+	h.setStatus(t, func(s *snapv1.VolumeSnapshotStatus) { cut(s); ready(s) })
+	r := <-h.take(context.Background())
+	if r.err != nil || r.prog.Ready != 2 {
+		t.Fatalf("Take = %+v, %v", r.prog, r.err)
+	}
+	if got := h.hooks.log(); got != "" {
+		t.Fatalf("a retried request ran hooks again: %q", got)
+	}
+}
+
+func TestTakeEndsAtOnceOnASnapshotError(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	done := h.take(context.Background())
+	h.waitForSnapshots(t, 2)
+	msg := "quota exceeded"
+	h.setStatus(t, func(s *snapv1.VolumeSnapshotStatus) { s.Error = &snapv1.VolumeSnapshotError{Message: &msg} })
+	r := <-done
+	var se *SnapshotError
+	if !errors.As(r.err, &se) || se.Message != msg || !strings.HasPrefix(se.PVC, "data-pg-") {
+		t.Fatalf("err = %v, want the driver's message for a PVC", r.err)
+	}
+	if got := h.hooks.log(); got != "quiesce, thaw after 0 cut" {
+		t.Fatalf("hooks = %q, want the thaw to run after a failure too", got)
+	}
+}
+
+func TestThawRunsOnItsOwnContextWhenTheRequestEnds(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	r := <-h.take(ctx)
+	if !errors.Is(r.err, context.DeadlineExceeded) || r.prog.Found != 2 || r.prog.Cut != 0 {
+		t.Fatalf("Take = %+v, %v; want the progress so far and the deadline", r.prog, r.err)
+	}
+	if got := h.hooks.log(); got != "quiesce, thaw after 0 cut" {
+		t.Fatalf("hooks = %q", got)
+	}
+	if h.hooks.thawCtx != nil {
+		t.Fatalf("thaw ran on a dead context (%v): the post-hooks would never reach the pods", h.hooks.thawCtx)
+	}
+}
+
+func TestThawRunsWhenQuiesceOrCreateFails(t *testing.T) {
+	t.Run("a failed quiesce", func(t *testing.T) {
+		h := newHarness(t, interceptor.Funcs{})
+		h.hooks.quiesce = errors.New("pre-hook exited 1 in pg-1")
+		r := <-h.take(context.Background())
+		if r.err == nil || !strings.Contains(r.err.Error(), "pre-hook exited 1 in pg-1") {
+			t.Fatalf("err = %v", r.err)
+		}
+		if got := h.hooks.log(); got != "quiesce, thaw after 0 cut" {
+			t.Fatalf("hooks = %q, want a thaw after a failed quiesce", got)
+		}
+		if p, _ := h.engine.progress(context.Background(), h.plan); p.Found != 0 {
+			t.Fatalf("snapshots were created after the quiesce failed")
+		}
+	})
+	t.Run("a failed create", func(t *testing.T) {
+		h := newHarness(t, interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if strings.Contains(obj.GetName(), "data-pg-1") {
+				return errors.New("etcd is unhappy")
+			}
+			return c.Create(ctx, obj, opts...)
+		}})
+		r := <-h.take(context.Background())
+		if r.err == nil || !strings.Contains(r.err.Error(), "etcd is unhappy") {
+			t.Fatalf("err = %v", r.err)
+		}
+		if got := h.hooks.log(); !strings.HasPrefix(got, "quiesce, thaw") {
+			t.Fatalf("hooks = %q, want a thaw after a failed create", got)
+		}
+	})
+}
+
+func TestCreateSetNeverOverwritesAForeignSnapshot(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	pvc := "data-pg-0"
+	foreign := &snapv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: h.plan.Snapshots[0].Name},
+		Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc}},
+	}
+	if err := h.client.Create(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+	err := h.engine.CreateSet(context.Background(), h.plan)
+	if err == nil || !strings.Contains(err.Error(), "already exists and is not snapgate's snapshot") {
+		t.Fatalf("err = %v, want a refusal to adopt the foreign snapshot", err)
+	}
+	// Creating the same set twice is fine: that is what a retry does.
+	h2 := newHarness(t, interceptor.Funcs{})
+	for i := 0; i < 2; i++ {
+		if err := h2.engine.CreateSet(context.Background(), h2.plan); err != nil {
+			t.Fatalf("create #%d: %v", i+1, err)
+		}
+	}
+}

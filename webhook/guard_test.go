@@ -1,0 +1,310 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/snapgate/snapgate/snapshotter"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// fakeTaker stands in for the engine: it takes sets instantly, or fails as told.
+type fakeTaker struct {
+	err     error
+	prog    snapshotter.Progress
+	taken   []*snapshotter.Plan
+	skipped []string
+	cleared int
+}
+
+func (f *fakeTaker) Take(_ context.Context, plan *snapshotter.Plan) (snapshotter.Progress, error) {
+	f.taken = append(f.taken, plan)
+	if f.err != nil {
+		return f.prog, f.err
+	}
+	n := len(plan.Snapshots)
+	return snapshotter.Progress{Total: n, Found: n, Cut: n, Ready: n}, nil
+}
+func (f *fakeTaker) RecordTaken(context.Context, *snapshotter.Plan, snapshotter.Progress, time.Duration) {
+}
+func (f *fakeTaker) RecordSkipped(_ context.Context, c snapshotter.Change, reason string) {
+	f.skipped = append(f.skipped, c.User+": "+reason)
+}
+func (f *fakeTaker) ClearSkip(context.Context, *appsv1.StatefulSet) error { f.cleared++; return nil }
+
+func testScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = snapv1.AddToScheme(s)
+	return s
+}
+
+func sts(replicas int32, image string, ann map[string]string) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "pg", UID: "uid-1", ResourceVersion: "7", Annotations: ann, Labels: map[string]string{policy.GuardLabel: "enabled"}},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:             &replicas,
+			Template:             corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pg", Image: image}}}},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}},
+		},
+	}
+}
+
+func cluster(replicas int) []client.Object {
+	objs := []client.Object{&snapv1.VolumeSnapshotClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "hostpath", Annotations: map[string]string{"snapshot.storage.kubernetes.io/is-default-class": "true"}},
+		Driver:     "hostpath.csi", DeletionPolicy: snapv1.VolumeSnapshotContentDelete,
+	}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "db"}}}
+	for i := 0; i < replicas; i++ {
+		name := snapshotter.ClaimName("data", "pg", int32(i))
+		objs = append(objs,
+			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name}, Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-" + name}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}},
+			&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-" + name}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "hostpath.csi", VolumeHandle: name}}}})
+	}
+	return objs
+}
+
+func raw(t testing.TB, obj any) runtime.RawExtension {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runtime.RawExtension{Raw: b}
+}
+
+func request(t testing.TB, op admissionv1.Operation, sub string, old, new any, dryRun bool) admission.Request {
+	req := admissionv1.AdmissionRequest{
+		UID: "req-1", Operation: op, Namespace: "db", Name: "pg", SubResource: sub, DryRun: &dryRun,
+		Resource: metav1.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"},
+		Kind:     metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"},
+		UserInfo: authenticationv1.UserInfo{Username: "alice"},
+	}
+	if old != nil {
+		req.OldObject = raw(t, old)
+	}
+	if new != nil {
+		req.Object = raw(t, new)
+	}
+	return admission.Request{AdmissionRequest: req}
+}
+
+func newGuard(taker *fakeTaker, objs ...client.Object) *Guard {
+	s := testScheme()
+	return &Guard{Engine: taker, Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build(), Decoder: admission.NewDecoder(s)}
+}
+
+func TestGuard(t *testing.T) {
+	scale := func(n int32) *autoscalingv1.Scale {
+		return &autoscalingv1.Scale{TypeMeta: metav1.TypeMeta{APIVersion: "autoscaling/v1", Kind: "Scale"}, ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "pg"}, Spec: autoscalingv1.ScaleSpec{Replicas: n}}
+	}
+	tests := map[string]struct {
+		req     admission.Request
+		taker   *fakeTaker
+		objs    []client.Object
+		allowed bool
+		taken   string // PVCs of the set taken, "" for none
+		warning string
+		message string
+		patch   []string
+		skipped string
+	}{
+		"a label-only update passes through without a set": {
+			req:     request(t, admissionv1.Update, "", sts(3, "pg:16", nil), func() *appsv1.StatefulSet { s := sts(3, "pg:16", nil); s.Labels["x"] = "y"; return s }(), false),
+			allowed: true,
+		},
+		"a scale-up passes through": {
+			req: request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(3, "pg:16", nil), false), allowed: true,
+		},
+		"a template change takes every replica and records the set": {
+			req: request(t, admissionv1.Update, "", sts(3, "pg:16", nil), sts(3, "pg:17", nil), false), objs: cluster(3),
+			allowed: true, taken: "data-pg-0 data-pg-1 data-pg-2",
+			warning: "to roll back: kubectl annotate statefulset pg -n db snapgate.io/rollback-to=pg-",
+			patch:   []string{`"add" "/metadata/annotations"`},
+		},
+		"a scale-down takes the removed replicas": {
+			req: request(t, admissionv1.Update, "", sts(3, "pg:16", map[string]string{}), sts(1, "pg:16", map[string]string{"a": "b"}), false), objs: cluster(3),
+			allowed: true, taken: "data-pg-1 data-pg-2",
+			patch: []string{`"add" "/metadata/annotations/snapgate.io~1last-set"`, `"add" "/metadata/annotations/snapgate.io~1last-snapshots"`, `"add" "/metadata/annotations/snapgate.io~1last-reason"`},
+		},
+		"a delete takes every replica and cannot be patched": {
+			req: request(t, admissionv1.Delete, "", sts(2, "pg:16", nil), nil, false), objs: cluster(2),
+			allowed: true, taken: "data-pg-0 data-pg-1", warning: "took snapshot set pg-",
+		},
+		"snapgate.io/on without template lets a template change pass": {
+			req:     request(t, admissionv1.Update, "", sts(2, "pg:16", map[string]string{policy.On: "delete"}), sts(2, "pg:17", map[string]string{policy.On: "delete"}), false),
+			allowed: true,
+		},
+		"a dry run plans but takes nothing": {
+			req: request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", nil), true), objs: cluster(2),
+			allowed: true, warning: "snapgate (dry run): a real request would take snapshot set pg-", message: "",
+		},
+		"a skip passes, is removed by the patch and is recorded": {
+			req:     request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", map[string]string{policy.Skip: "hotfix"}), false),
+			allowed: true, warning: "WITHOUT snapshots", patch: []string{`"remove" "/metadata/annotations/snapgate.io~1skip"`}, skipped: "alice: hotfix",
+		},
+		"a missing PVC denies with the way forward": {
+			req: request(t, admissionv1.Update, "", sts(3, "pg:16", nil), sts(3, "pg:17", nil), false), objs: cluster(2),
+			message: "PVC db/data-pg-2 of replica 2 does not exist",
+		},
+		"a set not ready in the budget denies as retriable": {
+			req: request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", nil), false), objs: cluster(2),
+			taker:   &fakeTaker{err: context.DeadlineExceeded, prog: snapshotter.Progress{Total: 2, Found: 2, Cut: 2, Ready: 1}},
+			taken:   "data-pg-0 data-pg-1",
+			message: "1/2 snapshots of statefulset db/pg ready after 0s (set pg-",
+		},
+		"a driver error denies with the driver's message": {
+			req: request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:17", nil), false), objs: cluster(1),
+			taker:   &fakeTaker{err: &snapshotter.SnapshotError{Snapshot: "s", PVC: "data-pg-0", Message: "quota exceeded"}},
+			taken:   "data-pg-0",
+			message: "snapshot s of PVC data-pg-0 failed: quota exceeded",
+		},
+		"any other failure denies and asks for a retry": {
+			req: request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:17", nil), false), objs: cluster(1),
+			taker: &fakeTaker{err: errors.New("connection refused")}, taken: "data-pg-0",
+			message: "connection refused); the change was not applied; run the same command again",
+		},
+		"a guarded scale-down through the scale subresource is taken and recorded later": {
+			req:  request(t, admissionv1.Update, "scale", scale(3), scale(1), false),
+			objs: append(cluster(3), sts(3, "pg:16", nil)), allowed: true, taken: "data-pg-1 data-pg-2",
+		},
+		"a scale-down of an unguarded StatefulSet passes": {
+			req:  request(t, admissionv1.Update, "scale", scale(3), scale(1), false),
+			objs: append(cluster(3), func() *appsv1.StatefulSet { s := sts(3, "pg:16", nil); s.Labels = nil; return s }()), allowed: true,
+		},
+		"a scale of a StatefulSet in a guarded namespace is guarded": {
+			req: request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
+			objs: append(append(cluster(2)[:1], &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "db", Labels: map[string]string{policy.GuardLabel: "enabled"}}}),
+				append(cluster(2)[2:], func() *appsv1.StatefulSet { s := sts(2, "pg:16", nil); s.Labels = nil; return s }())...),
+			allowed: true, taken: "data-pg-1",
+		},
+		"a skip on a scaled StatefulSet passes and is cleared": {
+			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
+			objs: append(cluster(2), sts(2, "pg:16", map[string]string{policy.Skip: "drain"})), allowed: true, skipped: "alice: drain", warning: "WITHOUT snapshots",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			taker := tc.taker
+			if taker == nil {
+				taker = &fakeTaker{}
+			}
+			resp := newGuard(taker, tc.objs...).Handle(context.Background(), tc.req)
+			if resp.Allowed != tc.allowed {
+				t.Fatalf("allowed = %v, want %v (%v)", resp.Allowed, tc.allowed, resp.Result)
+			}
+			var taken []string
+			for _, p := range taker.taken {
+				for _, s := range p.Snapshots {
+					taken = append(taken, s.PVC)
+				}
+			}
+			if got := strings.Join(taken, " "); got != tc.taken {
+				t.Errorf("took %q, want %q", got, tc.taken)
+			}
+			if tc.warning != "" && !strings.Contains(strings.Join(resp.Warnings, "\n"), tc.warning) {
+				t.Errorf("warnings = %q, want %q", resp.Warnings, tc.warning)
+			}
+			if tc.message != "" && (resp.Result == nil || !strings.Contains(resp.Result.Message, tc.message)) {
+				t.Errorf("message = %v, want %q", resp.Result, tc.message)
+			}
+			var ops []string
+			for _, op := range resp.Patches {
+				ops = append(ops, `"`+op.Operation+`" "`+op.Path+`"`)
+			}
+			if strings.Join(ops, ",") != strings.Join(tc.patch, ",") {
+				t.Errorf("patch = %v, want %v", ops, tc.patch)
+			}
+			if got := strings.Join(taker.skipped, ","); got != tc.skipped {
+				t.Errorf("skips recorded = %q, want %q", got, tc.skipped)
+			}
+		})
+	}
+}
+
+func TestRecordPatchCarriesTheSet(t *testing.T) {
+	plan := &snapshotter.Plan{Set: "pg-3f9a1c2b", Reason: policy.ReasonTemplate, Snapshots: []snapshotter.PlannedSnapshot{{Name: "data-pg-0-3f9a1c2b", PVC: "data-pg-0"}}}
+	ops, err := recordPatch(map[string]string{"keep": "me"}, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []jsonpatch.JsonPatchOperation{
+		{Operation: "add", Path: "/metadata/annotations/snapgate.io~1last-set", Value: "pg-3f9a1c2b"},
+		{Operation: "add", Path: "/metadata/annotations/snapgate.io~1last-snapshots", Value: `{"data-pg-0":"data-pg-0-3f9a1c2b"}`},
+		{Operation: "add", Path: "/metadata/annotations/snapgate.io~1last-reason", Value: "template"},
+	}
+	if len(ops) != len(want) {
+		t.Fatalf("ops = %v", ops)
+	}
+	for i := range want {
+		if ops[i].Operation != want[i].Operation || ops[i].Path != want[i].Path || ops[i].Value != want[i].Value {
+			t.Errorf("op %d = %+v, want %+v", i, ops[i], want[i])
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	base := sts(3, "pg:16", nil)
+	tests := map[string]struct {
+		new  *appsv1.StatefulSet
+		want policy.Reason
+	}{
+		"same spec":                 {sts(3, "pg:16", map[string]string{"a": "b"}), ""},
+		"new image":                 {sts(3, "pg:17", nil), policy.ReasonTemplate},
+		"fewer replicas":            {sts(1, "pg:16", nil), policy.ReasonScaleDown},
+		"more replicas":             {sts(5, "pg:16", nil), ""},
+		"new image, fewer replicas": {sts(1, "pg:17", nil), policy.ReasonTemplate},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := Classify(base, tc.new); got != tc.want {
+				t.Fatalf("Classify = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidator(t *testing.T) {
+	v := &Validator{Decoder: admission.NewDecoder(testScheme())}
+	ok := v.Handle(context.Background(), request(t, admissionv1.Create, "", nil, sts(1, "pg:16", map[string]string{policy.WaitFor: "cut"}), false))
+	if !ok.Allowed {
+		t.Fatalf("good annotations denied: %v", ok.Result)
+	}
+	bad := v.Handle(context.Background(), request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:16", map[string]string{policy.WaitFor: "soon", policy.Keep: "0"}), false))
+	if bad.Allowed || !strings.Contains(bad.Result.Message, "snapgate.io/wait-for") || !strings.Contains(bad.Result.Message, "snapgate.io/keep") {
+		t.Fatalf("bad annotations: %v", bad.Result)
+	}
+}
+
+// BenchmarkPassThrough is an update that needs no snapshot and reaches the
+// handler anyway (a guarded StatefulSet whose snapgate.io/on excludes it): the
+// decision costs decoding two objects and a comparison.
+func BenchmarkPassThrough(b *testing.B) {
+	g := newGuard(&fakeTaker{})
+	old := sts(3, "pg:16", map[string]string{policy.On: "delete"})
+	req := request(b, admissionv1.Update, "", old, sts(3, "pg:17", map[string]string{policy.On: "delete"}), false)
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp := g.Handle(context.Background(), req); !resp.Allowed {
+			b.Fatal("denied")
+		}
+	}
+}
