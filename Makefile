@@ -7,9 +7,13 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
+.PHONY: all demo build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
 
 all: build
+
+## demo: the local stack, snapgate, and a guarded StatefulSet upgraded with kubectl apply
+demo: run
+	@e2e/demo/demo.sh
 
 ## build: the snapgate binary, into bin/
 build:

@@ -334,3 +334,15 @@ func TestSkipLetsOneChangeThroughAndIsRecorded(t *testing.T) {
 		t.Fatalf("after the skip, the next change took %v; want 2 snapshots", framework.SnapshotNames(snaps))
 	}
 }
+
+// Deleting a namespace removes its PVCs before its StatefulSets; a guard that
+// insisted on snapshots there would hang the namespace in Terminating forever.
+func TestNamespaceWithAGuardedStatefulSetCanBeDeleted(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	newGuarded(t, c, ns, "db", 2, nil)
+	c.MustKubectl(t, "delete", "namespace", ns, "--wait=true", "--timeout=60s")
+	if r := c.Kubectl(t, "get", "namespace", ns); r.Err == nil {
+		t.Fatalf("namespace %s still exists after its deletion was waited for", ns)
+	}
+}

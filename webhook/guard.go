@@ -154,6 +154,16 @@ func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Re
 	if !p.Triggers(policy.ReasonDelete) {
 		return admission.Allowed(""), ""
 	}
+	// A namespace being deleted takes its PVCs and any snapshot with it, and
+	// admits no new objects: denying would only hang the namespace's deletion.
+	var ns corev1.Namespace
+	if err := g.Reader.Get(ctx, types.NamespacedName{Name: old.Namespace}, &ns); err == nil && ns.DeletionTimestamp != nil {
+		if !isDryRun(req) {
+			g.Engine.RecordSkipped(ctx, change, "namespace "+old.Namespace+" is being deleted")
+		}
+		return admission.Allowed("").WithWarnings(
+			fmt.Sprintf("snapgate: statefulset %s deleted WITHOUT snapshots: namespace %s is being deleted, with its PVCs and snapshots", old.Name, old.Namespace)), policy.ReasonDelete
+	}
 	// A delete cannot be patched: the set is found by its labels.
 	return g.guard(ctx, req, change, p, nil), policy.ReasonDelete
 }

@@ -149,6 +149,13 @@ func TestGuard(t *testing.T) {
 			req: request(t, admissionv1.Delete, "", sts(2, "pg:16", nil), nil, false), objs: cluster(2),
 			allowed: true, taken: "data-pg-0 data-pg-1", warning: "took snapshot set pg-",
 		},
+		"a delete in a namespace being deleted passes, or the namespace would never go": {
+			req: request(t, admissionv1.Delete, "", sts(2, "pg:16", nil), nil, false),
+			objs: append(cluster(2)[2:], &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+				Name: "db", DeletionTimestamp: &metav1.Time{Time: time.Now()}, Finalizers: []string{"kubernetes"},
+			}}),
+			allowed: true, warning: "namespace db is being deleted", skipped: "alice: namespace db is being deleted",
+		},
 		"snapgate.io/on without template lets a template change pass": {
 			req:     request(t, admissionv1.Update, "", sts(2, "pg:16", map[string]string{policy.On: "delete"}), sts(2, "pg:17", map[string]string{policy.On: "delete"}), false),
 			allowed: true,
