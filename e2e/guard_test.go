@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -344,5 +345,44 @@ func TestNamespaceWithAGuardedStatefulSetCanBeDeleted(t *testing.T) {
 	c.MustKubectl(t, "delete", "namespace", ns, "--wait=true", "--timeout=60s")
 	if r := c.Kubectl(t, "get", "namespace", ns); r.Err == nil {
 		t.Fatalf("namespace %s still exists after its deletion was waited for", ns)
+	}
+}
+
+// While a set is being taken the StatefulSet controller keeps writing status;
+// the API server then retries a PATCH on the new resourceVersion and calls the
+// webhook again. The retry must find the set the first call started, not take a
+// second one.
+func TestStatusWritesDuringTheWaitDoNotTakeASecondSet(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	class := "slow-ready-status-" + ns
+	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"readyDelay": "3s"}))
+	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })
+	newGuarded(t, c, ns, "db", 2, map[string]string{"snapgate.io/snapshot-class": class})
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			// Any status write bumps the resourceVersion, as the controller's do.
+			c.Kubectl(t, "-n", ns, "patch", "statefulset/db", "--subresource=status", "--type=merge",
+				"-p", `{"status":{"collisionCount":`+strconv.Itoa(i%2)+`}}`)
+		}
+	}()
+	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	close(stop)
+	<-done
+	if r.Err != nil {
+		t.Fatalf("upgrade: %v\n%s", r.Err, r.Stderr)
+	}
+	snaps := c.Snapshots(t, ns, "db")
+	if len(snaps) != 2 {
+		t.Fatalf("snapshots = %v; want one set of 2", framework.SnapshotNames(snaps))
 	}
 }

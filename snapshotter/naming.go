@@ -52,11 +52,14 @@ const (
 
 // SetHash identifies one change to one StatefulSet: the same change, retried,
 // hashes the same (and so finds its set again); any other change does not.
-// oldResourceVersion pins the stored object the change applies to.
-func SetHash(uid types.UID, oldResourceVersion string, reason policy.Reason, newTemplate *corev1.PodTemplateSpec, newReplicas int32) string {
+// oldGeneration pins the spec the change applies to. It is the generation and
+// not the resourceVersion: the StatefulSet controller writes status while a set
+// is taken, the API server then retries the update on the new resourceVersion,
+// calling the webhook again, and that must find the same set.
+func SetHash(uid types.UID, oldGeneration int64, reason policy.Reason, newTemplate *corev1.PodTemplateSpec, newReplicas int32) string {
 	h := sha256.New()
 	tmpl, _ := json.Marshal(newTemplate) // a PodTemplateSpec always marshals
-	for _, part := range [][]byte{[]byte(uid), []byte(oldResourceVersion), []byte(reason), tmpl, []byte(strconv.Itoa(int(newReplicas)))} {
+	for _, part := range [][]byte{[]byte(uid), []byte(strconv.FormatInt(oldGeneration, 10)), []byte(reason), tmpl, []byte(strconv.Itoa(int(newReplicas)))} {
 		h.Write(part)
 		h.Write([]byte{0})
 	}

@@ -97,7 +97,7 @@ func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*
 	if c.Reason == policy.ReasonTemplate {
 		newTemplate = c.NewTemplate
 	}
-	hash := SetHash(sts.UID, sts.ResourceVersion, c.Reason, newTemplate, c.NewReplicas)
+	hash := SetHash(sts.UID, sts.Generation, c.Reason, newTemplate, c.NewReplicas)
 	plan := &Plan{
 		StatefulSet: types.NamespacedName{Namespace: sts.Namespace, Name: sts.Name},
 		Set:         SetName(sts.Name, hash),
