@@ -49,6 +49,8 @@ stop_sidecars() {
 }
 
 down() {
+  # snapgate first, while the API server is there to remove its configurations.
+  "$stack/snapgate.sh" down
   stop_sidecars
   if [ -x "$state/bin/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
     "$state/bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || log "kwokctl delete cluster failed; see $KWOK_WORKDIR"
