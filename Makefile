@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all demo build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
+.PHONY: all demo bench build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
 
 all: build
 
@@ -46,6 +46,13 @@ run: cluster
 ## run-down: stop snapgate (it removes its webhook configurations on exit)
 run-down:
 	@e2e/stack/snapgate.sh down
+
+## bench: the pass-through decision (Go benchmark), then time-to-admit against the
+## CSI baseline for 1, 3 and 10 replicas and snapgate's memory, on the local stack
+BENCH_ROUNDS ?= 5
+bench: run
+	go test -run '^$$' -bench PassThrough -benchmem ./webhook/
+	go test -tags e2e -run '^$$' -bench . -benchtime $(BENCH_ROUNDS)x -timeout 30m ./e2e/
 
 ## stack-tools: build (or find cached) the stack's binaries without starting it
 stack-tools:

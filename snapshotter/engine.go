@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -65,6 +66,10 @@ type Progress struct {
 	Cut, Ready int
 	// Failure is the first snapshot error the CSI driver reported.
 	Failure *SnapshotError
+	// Created, CutAt and ReadyAt are how long after Take started the set was
+	// created, cut and ready, for the log (zero when not reached, or when the set
+	// existed before).
+	Created, CutAt, ReadyAt time.Duration
 }
 
 // Done reports whether the set has got as far as w.
@@ -84,6 +89,21 @@ func (e *SnapshotError) Error() string {
 	return fmt.Sprintf("snapshot %s of PVC %s failed: %s", e.Snapshot, e.PVC, e.Message)
 }
 
+// Plan is PlanSet with a shortcut for a set that exists already. The API server
+// re-runs admission whenever its update loses a conflict (the StatefulSet
+// controller writes status all through a rollout), and a user re-runs a command
+// that was denied for time: when every snapshot of the set is in the cache, the
+// plan reads nothing from the API server.
+func (e *Engine) Plan(ctx context.Context, c Change, p policy.Policy) (*Plan, error) {
+	plan := skeleton(c, p)
+	if len(plan.Snapshots) > 0 {
+		if prog, err := e.progress(ctx, plan); err == nil && prog.Found == prog.Total {
+			return plan, nil
+		}
+	}
+	return PlanSet(ctx, e.Reader, c, p)
+}
+
 // Take brings a planned set into being: if the set does not exist yet, it
 // quiesces the pods, creates every snapshot in parallel, waits until all are cut,
 // thaws, and then waits until all are ready (or only cut, as the plan says).
@@ -91,20 +111,28 @@ func (e *SnapshotError) Error() string {
 // ends first, Take returns the progress so far and ctx's error; the snapshots go
 // on, and taking the same plan again picks up where this left off.
 func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
+	start := time.Now()
 	prog, err := e.progress(ctx, plan)
 	if err != nil {
 		return prog, err
 	}
+	var created, cutAt time.Duration
 	if prog.Found < prog.Total {
-		if prog, err = e.cut(ctx, plan); err != nil {
+		if prog, err = e.cut(ctx, plan, start, &created); err != nil {
 			return prog, err
 		}
+		cutAt = time.Since(start)
 	}
-	return e.WaitSet(ctx, plan, plan.WaitFor)
+	prog, err = e.WaitSet(ctx, plan, plan.WaitFor)
+	prog.Created, prog.CutAt = created, cutAt
+	if err == nil && cutAt > 0 {
+		prog.ReadyAt = time.Since(start)
+	}
+	return prog, err
 }
 
 // cut quiesces, creates the set and waits until it is cut, then thaws.
-func (e *Engine) cut(ctx context.Context, plan *Plan) (prog Progress, err error) {
+func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *time.Duration) (prog Progress, err error) {
 	hooks := e.Hooks
 	if hooks == nil {
 		hooks = NoHooks{}
@@ -125,6 +153,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan) (prog Progress, err error)
 	if err := e.CreateSet(ctx, plan); err != nil {
 		return Progress{Total: len(plan.Snapshots)}, err
 	}
+	*created = time.Since(start)
 	return e.WaitSet(ctx, plan, policy.WaitCut)
 }
 
@@ -262,7 +291,7 @@ func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 		if st == nil {
 			continue
 		}
-		if st.Error != nil && st.Error.Message != nil && prog.Failure == nil {
+		if st.Error != nil && st.Error.Message != nil && prog.Failure == nil && !transient(*st.Error.Message) {
 			prog.Failure = &SnapshotError{Snapshot: vs.Name, PVC: pvc, Message: *st.Error.Message}
 		}
 		if st.CreationTime != nil {
@@ -275,10 +304,19 @@ func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 	return prog, nil
 }
 
+// transient tells a snapshot error that the snapshot controller clears by itself
+// on its next sync: it lost an optimistic-concurrency race with another
+// controller (two snapshots of one PVC adding finalizers at once). Every other
+// error, the CSI driver's above all, ends the wait at once.
+func transient(msg string) bool {
+	return strings.Contains(msg, "the object has been modified")
+}
+
 // RecordTaken records on the StatefulSet that a set was taken for a change.
 func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, elapsed time.Duration) {
 	log.FromContext(ctx).Info("Snapshot set taken", "statefulSet", plan.StatefulSet, "set", plan.Set,
-		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed)
+		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed,
+		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt)
 	if e.Events != nil {
 		e.Events.Eventf(plan.change.Old, nil, corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
 			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.change.User)

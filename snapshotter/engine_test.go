@@ -264,3 +264,49 @@ func TestCreateSetNeverOverwritesAForeignSnapshot(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanOfAnExistingSetReadsNothingFromTheAPIServer(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	if err := h.engine.CreateSet(context.Background(), h.plan); err != nil {
+		t.Fatal(err)
+	}
+	reads := 0
+	h.engine.Reader = interceptor.NewClient(h.client, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			reads++
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			reads++
+			return c.List(ctx, list, opts...)
+		},
+	})
+	plan, err := h.engine.Plan(context.Background(), h.plan.change, h.plan.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Set != h.plan.Set || len(plan.Snapshots) != 2 {
+		t.Fatalf("plan = %s with %d snapshots, want the existing set %s", plan.Set, len(plan.Snapshots), h.plan.Set)
+	}
+	if reads != 0 {
+		t.Fatalf("planning an existing set made %d API reads; a retried request must be cheap", reads)
+	}
+}
+
+func TestAConflictReportedAsASnapshotErrorDoesNotEndTheWait(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	done := h.take(context.Background())
+	h.waitForSnapshots(t, 2)
+	msg := "Failed to create snapshot content with error snapshot controller failed to update data-pg-0 on API server: " +
+		"Operation cannot be fulfilled on persistentvolumeclaims \"data-pg-0\": the object has been modified; please apply your changes to the latest version and try again"
+	h.setStatus(t, func(s *snapv1.VolumeSnapshotStatus) { s.Error = &snapv1.VolumeSnapshotError{Message: &msg} })
+	select {
+	case r := <-done:
+		t.Fatalf("Take ended on a transient conflict: %+v, %v", r.prog, r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	h.setStatus(t, func(s *snapv1.VolumeSnapshotStatus) { s.Error = nil; cut(s); ready(s) })
+	if r := <-done; r.err != nil || r.prog.Ready != 2 {
+		t.Fatalf("Take = %+v, %v; want the set once the controller recovered", r.prog, r.err)
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -88,10 +90,27 @@ func Affected(c Change) []int32 {
 
 // PlanSet works out the set a change needs: for each affected ordinal and each
 // claim template (narrowed by snapgate.io/claims) the PVC, which must exist and be
-// bound, and its VolumeSnapshotClass. It reads, never writes. A PVC that is missing
-// or unbound is a PlanError, not a silent skip: a set that lacks a replica would
-// promise a rollback it cannot keep.
+// bound, and its VolumeSnapshotClass. It reads, never writes; the PVCs are read in
+// parallel. A PVC that is missing or unbound is a PlanError, not a silent skip: a
+// set that lacks a replica would promise a rollback it cannot keep.
 func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*Plan, error) {
+	plan := skeleton(c, p)
+	classes := &classCache{byDriver: map[string]string{}}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range plan.Snapshots {
+		s := &plan.Snapshots[i]
+		g.Go(func() error { return checkClaim(gctx, r, c.Old, s, p.SnapshotClass, classes) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// skeleton is the plan as far as it follows from the StatefulSet alone: the set,
+// and the name, PVC and claim of every snapshot, without reading anything.
+func skeleton(c Change, p policy.Policy) *Plan {
 	sts := c.Old
 	var newTemplate *corev1.PodTemplateSpec
 	if c.Reason == policy.ReasonTemplate {
@@ -109,42 +128,47 @@ func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*
 	if mustWaitForReady(c) {
 		plan.WaitFor = policy.WaitReady
 	}
-
-	var claims []string
-	for _, t := range sts.Spec.VolumeClaimTemplates {
-		if len(p.Claims) == 0 || slices.Contains(p.Claims, t.Name) {
-			claims = append(claims, t.Name)
-		}
-	}
-	classes := map[string]string{} // CSI driver -> class, looked up once per plan
 	for _, ordinal := range Affected(c) {
-		for _, claim := range claims {
-			name := ClaimName(claim, sts.Name, ordinal)
-			var pvc corev1.PersistentVolumeClaim
-			err := r.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: name}, &pvc)
-			if apierrors.IsNotFound(err) {
-				return nil, planErrorf("PVC %s/%s of replica %d does not exist, so snapgate cannot snapshot it; "+
-					"wait until the replica is running, or let this change through without snapshots with "+
-					"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, name, ordinal, sts.Name, sts.Namespace, policy.Skip)
+		for _, t := range sts.Spec.VolumeClaimTemplates {
+			if len(p.Claims) > 0 && !slices.Contains(p.Claims, t.Name) {
+				continue
 			}
-			if err != nil {
-				return nil, fmt.Errorf("get PVC %s/%s: %w", sts.Namespace, name, err)
-			}
-			if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" {
-				return nil, planErrorf("PVC %s/%s of replica %d is %s, not Bound, so it has no volume to snapshot; "+
-					"wait until it binds, or let this change through without snapshots with "+
-					"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, name, ordinal, orUnknown(pvc.Status.Phase), sts.Name, sts.Namespace, policy.Skip)
-			}
-			class, err := snapshotClass(ctx, r, &pvc, p.SnapshotClass, classes)
-			if err != nil {
-				return nil, err
-			}
-			plan.Snapshots = append(plan.Snapshots, PlannedSnapshot{
-				Name: SnapshotName(name, hash), PVC: name, Claim: claim, Ordinal: ordinal, Class: class, pvcSpec: pvc.Spec,
-			})
+			name := ClaimName(t.Name, sts.Name, ordinal)
+			plan.Snapshots = append(plan.Snapshots, PlannedSnapshot{Name: SnapshotName(name, hash), PVC: name, Claim: t.Name, Ordinal: ordinal})
 		}
 	}
-	return plan, nil
+	return plan
+}
+
+// checkClaim reads one planned snapshot's PVC, checks it is bound, and picks its class.
+func checkClaim(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet, s *PlannedSnapshot, named string, classes *classCache) error {
+	var pvc corev1.PersistentVolumeClaim
+	err := r.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: s.PVC}, &pvc)
+	if apierrors.IsNotFound(err) {
+		return planErrorf("PVC %s/%s of replica %d does not exist, so snapgate cannot snapshot it; "+
+			"wait until the replica is running, or let this change through without snapshots with "+
+			"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, s.PVC, s.Ordinal, sts.Name, sts.Namespace, policy.Skip)
+	}
+	if err != nil {
+		return fmt.Errorf("get PVC %s/%s: %w", sts.Namespace, s.PVC, err)
+	}
+	if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" {
+		return planErrorf("PVC %s/%s of replica %d is %s, not Bound, so it has no volume to snapshot; "+
+			"wait until it binds, or let this change through without snapshots with "+
+			"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, s.PVC, s.Ordinal, orUnknown(pvc.Status.Phase), sts.Name, sts.Namespace, policy.Skip)
+	}
+	class, err := snapshotClass(ctx, r, &pvc, named, classes)
+	if err != nil {
+		return err
+	}
+	s.Class, s.pvcSpec = class, pvc.Spec
+	return nil
+}
+
+// classCache holds the default class of each driver, looked up once per plan.
+type classCache struct {
+	mu       sync.Mutex
+	byDriver map[string]string
 }
 
 // mustWaitForReady: a change that deletes PVCs (retention policy Delete) leaves
@@ -172,7 +196,7 @@ func orUnknown(p corev1.PersistentVolumeClaimPhase) string {
 
 // snapshotClass is the class named by snapgate.io/snapshot-class, checked against
 // the PVC's driver, or the default class of that driver.
-func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentVolumeClaim, named string, cache map[string]string) (string, error) {
+func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentVolumeClaim, named string, cache *classCache) (string, error) {
 	var pv corev1.PersistentVolume
 	if err := r.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, &pv); err != nil {
 		return "", fmt.Errorf("get PV %s of PVC %s/%s: %w", pvc.Spec.VolumeName, pvc.Namespace, pvc.Name, err)
@@ -196,7 +220,9 @@ func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentV
 		}
 		return named, nil
 	}
-	if c, ok := cache[driver]; ok {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	if c, ok := cache.byDriver[driver]; ok {
 		return c, nil
 	}
 	var list snapv1.VolumeSnapshotClassList
@@ -214,7 +240,7 @@ func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentV
 		return "", planErrorf("no default VolumeSnapshotClass for driver %s (PVC %s/%s); mark one with the annotation "+
 			"snapshot.storage.kubernetes.io/is-default-class=true, or name one with %s", driver, pvc.Namespace, pvc.Name, policy.SnapshotClass)
 	case 1:
-		cache[driver] = defaults[0]
+		cache.byDriver[driver] = defaults[0]
 		return defaults[0], nil
 	default:
 		slices.Sort(defaults)

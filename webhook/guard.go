@@ -29,6 +29,7 @@ const DefaultBudget = 25 * time.Second
 
 // Taker takes snapshot sets; *snapshotter.Engine is one.
 type Taker interface {
+	Plan(ctx context.Context, c snapshotter.Change, p policy.Policy) (*snapshotter.Plan, error)
 	Take(ctx context.Context, plan *snapshotter.Plan) (snapshotter.Progress, error)
 	RecordTaken(ctx context.Context, plan *snapshotter.Plan, prog snapshotter.Progress, elapsed time.Duration)
 	RecordSkipped(ctx context.Context, c snapshotter.Change, reason string)
@@ -241,7 +242,7 @@ func (g *Guard) guard(ctx context.Context, req admission.Request, change snapsho
 	defer cancel()
 	sts := change.Old
 
-	plan, err := snapshotter.PlanSet(ctx, g.Reader, change, p)
+	plan, err := g.Engine.Plan(ctx, change, p)
 	if err != nil {
 		var pe *snapshotter.PlanError
 		if errors.As(err, &pe) {

@@ -28,6 +28,7 @@ import (
 
 // fakeTaker stands in for the engine: it takes sets instantly, or fails as told.
 type fakeTaker struct {
+	reader  client.Reader
 	err     error
 	prog    snapshotter.Progress
 	taken   []*snapshotter.Plan
@@ -35,6 +36,9 @@ type fakeTaker struct {
 	cleared int
 }
 
+func (f *fakeTaker) Plan(ctx context.Context, c snapshotter.Change, p policy.Policy) (*snapshotter.Plan, error) {
+	return snapshotter.PlanSet(ctx, f.reader, c, p)
+}
 func (f *fakeTaker) Take(_ context.Context, plan *snapshotter.Plan) (snapshotter.Progress, error) {
 	f.taken = append(f.taken, plan)
 	if f.err != nil {
@@ -109,7 +113,9 @@ func request(t testing.TB, op admissionv1.Operation, sub string, old, new any, d
 
 func newGuard(taker *fakeTaker, objs ...client.Object) *Guard {
 	s := testScheme()
-	return &Guard{Engine: taker, Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build(), Decoder: admission.NewDecoder(s)}
+	r := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build()
+	taker.reader = r
+	return &Guard{Engine: taker, Reader: r, Decoder: admission.NewDecoder(s)}
 }
 
 func TestGuard(t *testing.T) {

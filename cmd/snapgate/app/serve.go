@@ -66,6 +66,11 @@ type ServeOptions struct {
 	// RecordGrace is how long to wait for a scale to be stored before its set
 	// is taken as never admitted.
 	RecordGrace time.Duration
+	// KubeAPIQPS and KubeAPIBurst limit snapgate's requests to the API server.
+	// Planning a set reads two objects per PVC, so client-go's default of 5 per
+	// second would make a 10-replica set wait seconds on snapgate's own client.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 	// Development switches logs to a human-readable form.
 	Development bool
 }
@@ -82,6 +87,8 @@ func NewServeOptions() *ServeOptions {
 		ProbeAddr:      ":8081",
 		LeaderElect:    true,
 		RecordGrace:    snapshotter.DefaultRecordGrace,
+		KubeAPIQPS:     50,
+		KubeAPIBurst:   100,
 	}
 }
 
@@ -101,6 +108,8 @@ func (o *ServeOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 turns them off")
 	f.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run the controllers on one replica at a time")
 	f.DurationVar(&o.RecordGrace, "record-grace", o.RecordGrace, "how long to wait for a scale to be stored before its set counts as never admitted")
+	f.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "requests per second to the API server, on average")
+	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests to the API server in a burst")
 	f.BoolVar(&o.Development, "development", o.Development, "human-readable logs")
 }
 
@@ -127,6 +136,9 @@ func (o *ServeOptions) Validate() error {
 		if !o.SelfSigned {
 			errs = append(errs, errors.New("--register-url needs --self-signed: snapgate registers the CA it generated"))
 		}
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps=%v and --kube-api-burst=%d: must be above 0", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace: must name snapgate's own namespace"))
@@ -168,6 +180,7 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	if err != nil {
 		return err
 	}
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	var caPEM []byte
 	if o.SelfSigned {
 		host := o.WebhookHost
