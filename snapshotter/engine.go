@@ -330,7 +330,7 @@ func (e *Engine) RecordSkipped(ctx context.Context, c Change, reason string) {
 		"change", c.Reason, "user", c.User, "skipReason", reason)
 	if e.Events != nil {
 		e.Events.Eventf(c.Old, nil, corev1.EventTypeWarning, "SnapshotSkipped", "Skip",
-			"%s change by %s went through without snapshots (%s): %s", c.Reason, c.User, policy.Skip, reason)
+			"%s change by %s went through without snapshots: %s", c.Reason, c.User, reason)
 	}
 }
 

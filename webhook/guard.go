@@ -120,12 +120,10 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 	// The skip comes with the change; everything else from the policy in force,
 	// so that a change cannot switch its own guard off in passing.
 	if skip := strings.TrimSpace(updated.Annotations[policy.Skip]); skip != "" {
-		if !isDryRun(req) {
-			g.Engine.RecordSkipped(ctx, change, skip)
-		}
-		return admission.Patched("", removeAnnotation(policy.Skip)).WithWarnings(
-			fmt.Sprintf("snapgate: %s change to statefulset %s went through WITHOUT snapshots (%s=%q); the annotation is removed", reason, old.Name, policy.Skip, skip),
-		), reason
+		resp := g.skipped(ctx, req, change, skipReason(skip))
+		// One-shot: the annotation goes with the change it let through.
+		resp.Patches = append(resp.Patches, removeAnnotation(policy.Skip))
+		return resp, reason
 	}
 	p, _ := policy.Parse(&old)
 	if !p.Triggers(reason) {
@@ -145,11 +143,7 @@ func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Re
 	}
 	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, User: req.UserInfo.Username}
 	if skip := strings.TrimSpace(old.Annotations[policy.Skip]); skip != "" {
-		if !isDryRun(req) {
-			g.Engine.RecordSkipped(ctx, change, skip)
-		}
-		return admission.Allowed("").WithWarnings(
-			fmt.Sprintf("snapgate: statefulset %s deleted WITHOUT snapshots (%s=%q)", old.Name, policy.Skip, skip)), policy.ReasonDelete
+		return g.skipped(ctx, req, change, skipReason(skip)), policy.ReasonDelete
 	}
 	p, _ := policy.Parse(&old)
 	if !p.Triggers(policy.ReasonDelete) {
@@ -159,11 +153,7 @@ func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Re
 	// admits no new objects: denying would only hang the namespace's deletion.
 	var ns corev1.Namespace
 	if err := g.Reader.Get(ctx, types.NamespacedName{Name: old.Namespace}, &ns); err == nil && ns.DeletionTimestamp != nil {
-		if !isDryRun(req) {
-			g.Engine.RecordSkipped(ctx, change, "namespace "+old.Namespace+" is being deleted")
-		}
-		return admission.Allowed("").WithWarnings(
-			fmt.Sprintf("snapgate: statefulset %s deleted WITHOUT snapshots: namespace %s is being deleted, with its PVCs and snapshots", old.Name, old.Namespace)), policy.ReasonDelete
+		return g.skipped(ctx, req, change, "namespace "+old.Namespace+" is being deleted, with its PVCs and snapshots"), policy.ReasonDelete
 	}
 	// A delete cannot be patched: the set is found by its labels.
 	return g.guard(ctx, req, change, p, nil), policy.ReasonDelete
@@ -197,13 +187,12 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 	change := snapshotter.Change{Reason: policy.ReasonScaleDown, Old: &sts, NewReplicas: updated.Spec.Replicas, User: req.UserInfo.Username}
 	if skip := strings.TrimSpace(sts.Annotations[policy.Skip]); skip != "" {
 		if !isDryRun(req) {
-			g.Engine.RecordSkipped(ctx, change, skip)
+			// A Scale cannot carry the removal; the engine removes it instead.
 			if err := g.Engine.ClearSkip(ctx, &sts); err != nil {
 				log.FromContext(ctx).Error(err, "Remove skip annotation", "statefulSet", client.ObjectKeyFromObject(&sts))
 			}
 		}
-		return admission.Allowed("").WithWarnings(
-			fmt.Sprintf("snapgate: scale-down of statefulset %s went through WITHOUT snapshots (%s=%q)", sts.Name, policy.Skip, skip)), policy.ReasonScaleDown
+		return g.skipped(ctx, req, change, skipReason(skip)), policy.ReasonScaleDown
 	}
 	p, _ := policy.Parse(&sts)
 	if !p.Triggers(policy.ReasonScaleDown) {
@@ -214,6 +203,18 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 	change.RecordPending = true
 	return g.guard(ctx, req, change, p, nil), policy.ReasonScaleDown
 }
+
+// skipped lets a change through without snapshots, says so, and records who
+// skipped and why (not for a dry run, which changes nothing).
+func (g *Guard) skipped(ctx context.Context, req admission.Request, change snapshotter.Change, why string) admission.Response {
+	if !isDryRun(req) {
+		g.Engine.RecordSkipped(ctx, change, why)
+	}
+	return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: %s change to statefulset %s went through WITHOUT snapshots: %s",
+		change.Reason, change.Old.Name, why))
+}
+
+func skipReason(value string) string { return fmt.Sprintf("%s=%q", policy.Skip, value) }
 
 // guarded applies the opt-in rules to a StatefulSet the configuration could not
 // select: its own guard label, else its namespace's.

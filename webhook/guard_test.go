@@ -160,7 +160,7 @@ func TestGuard(t *testing.T) {
 			objs: append(cluster(2)[2:], &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 				Name: "db", DeletionTimestamp: &metav1.Time{Time: time.Now()}, Finalizers: []string{"kubernetes"},
 			}}),
-			allowed: true, warning: "namespace db is being deleted", skipped: "alice: namespace db is being deleted",
+			allowed: true, warning: "namespace db is being deleted", skipped: "alice: namespace db is being deleted, with its PVCs and snapshots",
 		},
 		"snapgate.io/on without template lets a template change pass": {
 			req:     request(t, admissionv1.Update, "", sts(2, "pg:16", map[string]string{policy.On: "delete"}), sts(2, "pg:17", map[string]string{policy.On: "delete"}), false),
@@ -172,7 +172,7 @@ func TestGuard(t *testing.T) {
 		},
 		"a skip passes, is removed by the patch and is recorded": {
 			req:     request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", map[string]string{policy.Skip: "hotfix"}), false),
-			allowed: true, warning: "WITHOUT snapshots", patch: []string{`"remove" "/metadata/annotations/snapgate.io~1skip"`}, skipped: "alice: hotfix",
+			allowed: true, warning: "WITHOUT snapshots", patch: []string{`"remove" "/metadata/annotations/snapgate.io~1skip"`}, skipped: `alice: snapgate.io/skip="hotfix"`,
 		},
 		"a missing PVC denies with the way forward": {
 			req: request(t, admissionv1.Update, "", sts(3, "pg:16", nil), sts(3, "pg:17", nil), false), objs: cluster(2),
@@ -211,7 +211,7 @@ func TestGuard(t *testing.T) {
 		},
 		"a skip on a scaled StatefulSet passes and is cleared": {
 			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
-			objs: append(cluster(2), sts(2, "pg:16", map[string]string{policy.Skip: "drain"})), allowed: true, skipped: "alice: drain", warning: "WITHOUT snapshots",
+			objs: append(cluster(2), sts(2, "pg:16", map[string]string{policy.Skip: "drain"})), allowed: true, skipped: `alice: snapgate.io/skip="drain"`, warning: "WITHOUT snapshots",
 		},
 	}
 	for name, tc := range tests {
