@@ -80,6 +80,14 @@ func (p Progress) Done(w policy.Wait) bool {
 	return p.Ready == p.Total
 }
 
+// QuiesceError is a set that was not taken because its pre-hooks failed or were
+// not allowed to run. The post-hooks of every pod that was quiesced have run.
+type QuiesceError struct{ Err error }
+
+func (e *QuiesceError) Error() string { return e.Err.Error() }
+
+func (e *QuiesceError) Unwrap() error { return e.Err }
+
 // SnapshotError is a snapshot the CSI driver failed to take.
 type SnapshotError struct {
 	Snapshot, PVC, Message string
@@ -148,7 +156,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 		}()
 	}
 	if qerr != nil {
-		return Progress{Total: len(plan.Snapshots)}, fmt.Errorf("quiesce: %w", qerr)
+		return Progress{Total: len(plan.Snapshots)}, &QuiesceError{Err: qerr}
 	}
 	if err := e.CreateSet(ctx, plan); err != nil {
 		return Progress{Total: len(plan.Snapshots)}, err
@@ -203,7 +211,7 @@ func (e *Engine) create(ctx context.Context, plan *Plan, s *PlannedSnapshot) err
 // volumeSnapshot is the object for one planned snapshot, with the labels that
 // find it and the annotations that restore from it.
 func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, error) {
-	old := plan.change.Old
+	old := plan.Change.Old
 	tmpl, err := json.Marshal(old.Spec.Template)
 	if err != nil {
 		return nil, fmt.Errorf("record pod template: %w", err)
@@ -215,14 +223,14 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 	ann := map[string]string{
 		AnnotationReason:         string(plan.Reason),
 		AnnotationReplicasBefore: strconv.Itoa(int(Replicas(old))),
-		AnnotationReplicasAfter:  strconv.Itoa(int(plan.change.NewReplicas)),
+		AnnotationReplicasAfter:  strconv.Itoa(int(plan.Change.NewReplicas)),
 		AnnotationRevision:       old.Status.UpdateRevision,
 		AnnotationPodTemplate:    string(tmpl),
 		AnnotationPVCSpec:        string(pvcSpec),
 		AnnotationStatefulSetUID: string(old.UID),
-		AnnotationRequestedBy:    plan.change.User,
+		AnnotationRequestedBy:    plan.Change.User,
 	}
-	if plan.change.RecordPending {
+	if plan.Change.RecordPending {
 		ann[AnnotationRecordPending] = "true"
 	}
 	pvc, class := s.PVC, s.Class
@@ -318,8 +326,8 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed,
 		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt)
 	if e.Events != nil {
-		e.Events.Eventf(plan.change.Old, nil, corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
-			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.change.User)
+		e.Events.Eventf(plan.Change.Old, nil, corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
+			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.Change.User)
 	}
 }
 

@@ -281,7 +281,7 @@ func TestPlanOfAnExistingSetReadsNothingFromTheAPIServer(t *testing.T) {
 			return c.List(ctx, list, opts...)
 		},
 	})
-	plan, err := h.engine.Plan(context.Background(), h.plan.change, h.plan.Policy)
+	plan, err := h.engine.Plan(context.Background(), h.plan.Change, h.plan.Policy)
 	if err != nil {
 		t.Fatal(err)
 	}

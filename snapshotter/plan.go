@@ -10,6 +10,7 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,6 +31,8 @@ type Change struct {
 	NewReplicas int32
 	// User is who asked for the change, as the API server authenticated them.
 	User string
+	// UserInfo is the requester in full, for access checks on their behalf.
+	UserInfo authenticationv1.UserInfo
 	// RecordPending marks a change that cannot carry the record itself (a scale
 	// through the scale subresource): the Recorder writes it afterwards.
 	RecordPending bool
@@ -49,8 +52,8 @@ type Plan struct {
 	Snapshots []PlannedSnapshot
 	// Policy is what the StatefulSet's annotations asked for.
 	Policy policy.Policy
-
-	change Change
+	// Change is the change the set is taken for.
+	Change Change
 }
 
 // PlannedSnapshot is one VolumeSnapshot of a plan.
@@ -123,7 +126,7 @@ func skeleton(c Change, p policy.Policy) *Plan {
 		Reason:      c.Reason,
 		WaitFor:     p.WaitFor,
 		Policy:      p,
-		change:      c,
+		Change:      c,
 	}
 	if mustWaitForReady(c) {
 		plan.WaitFor = policy.WaitReady

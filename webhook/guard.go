@@ -115,7 +115,7 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 	}
 	change := snapshotter.Change{
 		Reason: reason, Old: &old, NewTemplate: &updated.Spec.Template,
-		NewReplicas: snapshotter.Replicas(&updated), User: req.UserInfo.Username,
+		NewReplicas: snapshotter.Replicas(&updated), User: req.UserInfo.Username, UserInfo: req.UserInfo,
 	}
 	// The skip comes with the change; everything else from the policy in force,
 	// so that a change cannot switch its own guard off in passing.
@@ -141,7 +141,7 @@ func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Re
 	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
 	}
-	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, User: req.UserInfo.Username}
+	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, User: req.UserInfo.Username, UserInfo: req.UserInfo}
 	if skip := strings.TrimSpace(old.Annotations[policy.Skip]); skip != "" {
 		return g.skipped(ctx, req, change, skipReason(skip)), policy.ReasonDelete
 	}
@@ -184,7 +184,7 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 	if !guarded {
 		return admission.Allowed(""), ""
 	}
-	change := snapshotter.Change{Reason: policy.ReasonScaleDown, Old: &sts, NewReplicas: updated.Spec.Replicas, User: req.UserInfo.Username}
+	change := snapshotter.Change{Reason: policy.ReasonScaleDown, Old: &sts, NewReplicas: updated.Spec.Replicas, User: req.UserInfo.Username, UserInfo: req.UserInfo}
 	if skip := strings.TrimSpace(sts.Annotations[policy.Skip]); skip != "" {
 		if !isDryRun(req) {
 			// A Scale cannot carry the removal; the engine removes it instead.
@@ -280,7 +280,11 @@ func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snaps
 	sts := plan.StatefulSet
 	var se *snapshotter.SnapshotError
 	var pe *snapshotter.PlanError
+	var qe *snapshotter.QuiesceError
 	switch {
+	case errors.As(err, &qe):
+		return deny(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; no snapshot was taken, and every pod that was quiesced was thawed",
+			plan.Reason, sts, qe))
 	case errors.Is(err, context.DeadlineExceeded):
 		done, what := prog.Ready, "ready"
 		if plan.WaitFor == policy.WaitCut {

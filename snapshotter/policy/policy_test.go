@@ -92,7 +92,7 @@ func TestParseErrorsNameTheAnnotationValueAndFix(t *testing.T) {
 		"a container the pod lacks": {HookContainer, "sidecar", []string{"snapgate.io/hook-container", `no container "sidecar"`, "postgres, exporter"}},
 		"a timeout past the budget": {HookTimeout, "5m", []string{"snapgate.io/hook-timeout", `"5m"`, "at most 25s"}},
 		"an unknown on-error":       {HookOnError, "Ignore", []string{"snapgate.io/hook-on-error", `"Fail", "Continue"`}},
-		"an unknown preset":         {HookPreset, "oracle", []string{"snapgate.io/hook-preset", `"postgres", "mysql", "mongodb", "fsfreeze"`}},
+		"an unknown preset":         {HookPreset, "oracle", []string{"snapgate.io/hook-preset", `supported values: "postgres"`}},
 		"a rollback to no set":      {RollbackTo, "Yesterday!", []string{"snapgate.io/rollback-to", `"latest"`}},
 		"a typo of a known key":     {"snapgate.io/snapshotclass", "x", []string{"snapgate.io/snapshotclass", "does not know", SnapshotClass}},
 		"an edited record":          {LastSnapshots, "data-0", []string{"snapgate.io/last-snapshots", "written by snapgate"}},

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/snapgate/snapgate/certs"
 	"github.com/snapgate/snapgate/snapshotter"
+	"github.com/snapgate/snapgate/snapshotter/hooks"
 	snapwebhook "github.com/snapgate/snapgate/webhook"
 )
 
@@ -214,7 +216,7 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		// from the API server when a change needs them.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&snapv1.VolumeSnapshot{}: {Label: managedBy}}},
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
-			&appsv1.StatefulSet{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &corev1.Namespace{},
+			&appsv1.StatefulSet{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &corev1.Namespace{}, &corev1.Pod{},
 			&snapv1.VolumeSnapshotClass{},
 		}}},
 	})
@@ -230,11 +232,16 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	if err := tracker.Register(inf); err != nil {
 		return err
 	}
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("create clientset: %w", err)
+	}
 	engine := &snapshotter.Engine{
 		Client:    mgr.GetClient(),
 		Reader:    mgr.GetAPIReader(),
 		Snapshots: mgr.GetCache(),
 		Changes:   tracker,
+		Hooks:     &hooks.Runner{Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient()},
 		Events:    mgr.GetEventRecorder("snapgate"),
 	}
 	guardMetrics, err := snapwebhook.NewMetrics(metrics.Registry)

@@ -1,0 +1,312 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/snapgate/snapgate/snapshotter"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// DefaultTimeout bounds a hook that names no timeout of its own.
+const DefaultTimeout = 10 * time.Second
+
+// Hook is what runs in one pod.
+type Hook struct {
+	Pre, Post []string
+	Container string
+	Timeout   time.Duration
+	// Continue lets the change go on when the pre-hook fails.
+	Continue bool
+	// Source says where the hook came from, for messages.
+	Source string
+	// FromAnnotations: the command was written by someone in an annotation, so
+	// the requester must be allowed to exec it themselves.
+	FromAnnotations bool
+}
+
+// presets are the built-in hooks. PostgreSQL's CHECKPOINT writes every dirty
+// buffer and a checkpoint record, so a snapshot cut right after starts with
+// little WAL to replay.
+var presets = map[string]Hook{
+	"postgres": {Pre: []string{"psql", "-v", "ON_ERROR_STOP=1", "-c", "CHECKPOINT"}},
+}
+
+// Velero's pod annotations, read with Velero's meaning.
+const (
+	veleroPre  = "pre.hook.backup.velero.io/"
+	veleroPost = "post.hook.backup.velero.io/"
+	// veleroTimeout is Velero's own default for a hook.
+	veleroTimeout = 30 * time.Second
+)
+
+// Resolve picks the hook for one pod: the StatefulSet's annotations, then its
+// preset, then Velero's annotations on the pod. It returns nil when none applies.
+func Resolve(p policy.Hooks, pod *corev1.Pod) (*Hook, error) {
+	var h *Hook
+	switch {
+	case len(p.Pre) > 0 || len(p.Post) > 0:
+		h = &Hook{Pre: p.Pre, Post: p.Post, Source: "snapgate.io/pre-hook and post-hook", FromAnnotations: true}
+	case p.Preset != "":
+		preset, ok := presets[p.Preset]
+		if !ok {
+			return nil, fmt.Errorf("hook preset %q is not known", p.Preset)
+		}
+		h = &preset
+		h.Source = "preset " + p.Preset
+	default:
+		return velero(pod)
+	}
+	h.Container, h.Timeout, h.Continue = p.Container, p.Timeout, p.OnError == "Continue"
+	return h, nil
+}
+
+func velero(pod *corev1.Pod) (*Hook, error) {
+	ann := pod.Annotations
+	pre, post := ann[veleroPre+"command"], ann[veleroPost+"command"]
+	if pre == "" && post == "" {
+		return nil, nil
+	}
+	h := &Hook{Source: "Velero's hook annotations", FromAnnotations: true, Container: ann[veleroPre+"container"], Timeout: veleroTimeout}
+	var err error
+	if h.Pre, err = veleroCommand(pre); err != nil {
+		return nil, fmt.Errorf("pod %s: %s: %w", pod.Name, veleroPre+"command", err)
+	}
+	if h.Post, err = veleroCommand(post); err != nil {
+		return nil, fmt.Errorf("pod %s: %s: %w", pod.Name, veleroPost+"command", err)
+	}
+	if t := ann[veleroPre+"timeout"]; t != "" {
+		if h.Timeout, err = time.ParseDuration(t); err != nil {
+			return nil, fmt.Errorf("pod %s: %s=%q: %w", pod.Name, veleroPre+"timeout", t, err)
+		}
+	}
+	// Velero fails a backup on a failed hook unless told to continue.
+	h.Continue = ann[veleroPre+"on-error"] == "Continue"
+	return h, nil
+}
+
+// veleroCommand reads Velero's command: a JSON list, or a single command.
+func veleroCommand(v string) ([]string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(v, "[") {
+		var argv []string
+		if err := json.Unmarshal([]byte(v), &argv); err != nil || len(argv) == 0 {
+			return nil, errors.New(`want a JSON list of strings, such as ["/bin/sh","-c","sync"]`)
+		}
+		return argv, nil
+	}
+	return []string{v}, nil
+}
+
+// Runner is the snapshotter's Quiescer.
+type Runner struct {
+	// Exec runs commands in containers.
+	Exec Executor
+	// Client reads pods and asks SubjectAccessReviews.
+	Client client.Client
+}
+
+var _ snapshotter.Quiescer = (*Runner)(nil)
+
+type target struct {
+	pod  string
+	hook *Hook
+	// container is the resolved container.
+	container string
+}
+
+// HookError is a hook that failed; its message says where and how.
+type HookError struct {
+	Phase, Pod, Container, Source string
+	Err                           error
+	Stderr                        string
+}
+
+func (e *HookError) Error() string {
+	msg := fmt.Sprintf("%s-hook (%s) in pod %s, container %s, failed: %v", e.Phase, e.Source, e.Pod, e.Container, e.Err)
+	if e.Stderr != "" {
+		msg += "; stderr: " + e.Stderr
+	}
+	return msg
+}
+
+func (e *HookError) Unwrap() error { return e.Err }
+
+// Quiesce runs the pre-hooks in every affected pod in parallel and returns the
+// thaw, which runs the post-hooks in every pod whose pre-hook was attempted.
+func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (func(context.Context) error, error) {
+	sts := plan.Change.Old
+	targets, err := r.targets(ctx, plan)
+	if err != nil || len(targets) == 0 {
+		return nil, err
+	}
+	if err := r.authorize(ctx, sts, plan.Change.UserInfo, targets); err != nil {
+		return nil, err
+	}
+
+	var mu sync.Mutex
+	var attempted []target
+	var errs []error
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		if len(t.hook.Pre) == 0 {
+			attempted = append(attempted, t) // nothing to run before; still thaw
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mu.Lock()
+			attempted = append(attempted, t)
+			mu.Unlock()
+			err := r.run(ctx, sts.Namespace, t, "pre", t.hook.Pre)
+			if err != nil && t.hook.Continue {
+				log.FromContext(ctx).Info("Pre-hook failed; continuing as its on-error says", "pod", t.pod, "error", err.Error())
+				err = nil
+			}
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	thaw := func(tctx context.Context) error {
+		var tw sync.WaitGroup
+		terrs := make([]error, len(attempted))
+		for i, t := range attempted {
+			if len(t.hook.Post) == 0 {
+				continue
+			}
+			tw.Add(1)
+			go func() {
+				defer tw.Done()
+				terrs[i] = r.run(tctx, sts.Namespace, t, "post", t.hook.Post)
+			}()
+		}
+		tw.Wait()
+		return errors.Join(terrs...)
+	}
+	return thaw, errors.Join(errs...)
+}
+
+// targets are the affected pods that exist, are owned by the StatefulSet, and
+// have a hook. A replica without a pod has no application to quiesce.
+func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target, error) {
+	sts := plan.Change.Old
+	var out []target
+	for _, ordinal := range snapshotter.Affected(plan.Change) {
+		name := fmt.Sprintf("%s-%d", sts.Name, ordinal)
+		var pod corev1.Pod
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: name}, &pod)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get pod %s/%s: %w", sts.Namespace, name, err)
+		}
+		if !ownedBy(&pod, sts) {
+			log.FromContext(ctx).Info("Not running hooks in a pod the StatefulSet does not own", "pod", name)
+			continue
+		}
+		hook, err := Resolve(plan.Policy.Hooks, &pod)
+		if err != nil {
+			return nil, err
+		}
+		if hook == nil {
+			continue
+		}
+		container := hook.Container
+		if container == "" && len(pod.Spec.Containers) > 0 {
+			container = pod.Spec.Containers[0].Name
+		}
+		out = append(out, target{pod: name, hook: hook, container: container})
+	}
+	return out, nil
+}
+
+func ownedBy(pod *corev1.Pod, sts *appsv1.StatefulSet) bool {
+	ref := metav1.GetControllerOf(pod)
+	return ref != nil && ref.UID == sts.UID
+}
+
+// authorize refuses to run commands from annotations for a user who could not
+// exec them into these pods themselves.
+func (r *Runner) authorize(ctx context.Context, sts *appsv1.StatefulSet, user authenticationv1.UserInfo, targets []target) error {
+	needed := false
+	for _, t := range targets {
+		needed = needed || t.hook.FromAnnotations
+	}
+	if !needed {
+		return nil
+	}
+	extra := map[string]authorizationv1.ExtraValue{}
+	for k, v := range user.Extra {
+		extra[k] = authorizationv1.ExtraValue(v)
+	}
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: user.Username, Groups: user.Groups, UID: user.UID, Extra: extra,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: sts.Namespace, Verb: "create", Resource: "pods", Subresource: "exec"},
+	}}
+	if err := r.Client.Create(ctx, sar); err != nil {
+		return fmt.Errorf("check whether %s may exec into pods of %s: %w", user.Username, sts.Namespace, err)
+	}
+	if !sar.Status.Allowed {
+		return &DeniedError{User: user.Username, Namespace: sts.Namespace, Source: targets[0].hook.Source}
+	}
+	return nil
+}
+
+// DeniedError is a change whose annotation hooks the requester may not run.
+type DeniedError struct{ User, Namespace, Source string }
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("user %s may not create pods/exec in namespace %s, so snapgate will not run the hook commands of %s on their behalf; "+
+		"ask for that right, have someone who holds it make the change, or use snapgate.io/hook-preset", e.User, e.Namespace, e.Source)
+}
+
+// run runs one hook command with the hook's timeout.
+func (r *Runner) run(ctx context.Context, namespace string, t target, phase string, argv []string) error {
+	timeout := t.hook.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	_, stderr, err := r.Exec.Exec(ctx, namespace, t.pod, t.container, argv)
+	if ctx.Err() != nil && err != nil {
+		err = fmt.Errorf("timed out after %s: %w", timeout, ctx.Err())
+	}
+	log.FromContext(ctx).V(1).Info("Hook ran", "phase", phase, "pod", t.pod, "elapsed", time.Since(start), "error", err)
+	if err != nil {
+		return &HookError{Phase: phase, Pod: namespace + "/" + t.pod, Container: t.container, Source: t.hook.Source, Err: err, Stderr: tail(stderr, 512)}
+	}
+	return nil
+}
+
+// tail is the end of a command's stderr, where the reason usually is.
+func tail(b []byte, n int) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > n {
+		s = "..." + s[len(s)-n:]
+	}
+	return s
+}
