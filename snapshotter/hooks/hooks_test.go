@@ -1,0 +1,228 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/snapgate/snapgate/snapshotter"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// fakeExec records every command and fails or hangs as told, per pod.
+type fakeExec struct {
+	mu    sync.Mutex
+	calls []string
+	fail  map[string]error
+	hang  map[string]bool
+}
+
+func (f *fakeExec) Exec(ctx context.Context, _, pod, container string, argv []string) ([]byte, []byte, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, pod+"/"+container+":"+strings.Join(argv, " "))
+	f.mu.Unlock()
+	if f.hang[pod] {
+		<-ctx.Done()
+		return nil, nil, ctx.Err()
+	}
+	if err := f.fail[pod]; err != nil && argv[0] != "thaw" { // only the pre-hook fails
+		return nil, []byte("FATAL: could not checkpoint\n"), err
+	}
+	return nil, nil, nil
+}
+
+func (f *fakeExec) ran(prefix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if strings.Contains(c, prefix) {
+			out = append(out, strings.SplitN(c, "/", 2)[0])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func statefulSet() *appsv1.StatefulSet {
+	n := int32(3)
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "pg", UID: "sts-uid"},
+		Spec:       appsv1.StatefulSetSpec{Replicas: &n},
+	}
+}
+
+func pod(name string, owner ownerKind, ann map[string]string) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name, Annotations: ann},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "postgres"}, {Name: "exporter"}}},
+	}
+	if owner != "" {
+		yes := true
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "pg", UID: "sts-uid", Controller: &yes}}
+		if owner == "other" {
+			p.OwnerReferences[0].UID = "other-uid"
+		}
+	}
+	return p
+}
+
+// ownerKind is who controls a test pod: "sts", "other", or nobody ("").
+type ownerKind string
+
+func runner(t *testing.T, exec *fakeExec, allowExec bool, objs ...client.Object) *Runner {
+	t.Helper()
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if sar, ok := obj.(*authorizationv1.SubjectAccessReview); ok {
+				sar.Status.Allowed = allowExec && sar.Spec.ResourceAttributes.Subresource == "exec"
+				return nil
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	}).Build()
+	return &Runner{Exec: exec, Client: c}
+}
+
+func plan(hooks policy.Hooks) *snapshotter.Plan {
+	return &snapshotter.Plan{
+		Policy: policy.Policy{Hooks: hooks},
+		Change: snapshotter.Change{Reason: policy.ReasonTemplate, Old: statefulSet(), NewReplicas: 3},
+	}
+}
+
+func TestQuiesceRunsInOwnedPodsAndThawsEveryAttemptedOne(t *testing.T) {
+	exec := &fakeExec{fail: map[string]error{"pg-1": errors.New("command terminated with exit code 3")}}
+	r := runner(t, exec, true,
+		pod("pg-0", "sts", nil), pod("pg-1", "sts", nil), pod("pg-2", "other", nil))
+	thaw, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	var he *HookError
+	if !errors.As(err, &he) || he.Pod != "db/pg-1" || he.Container != "postgres" || !strings.Contains(err.Error(), "exit code 3") ||
+		!strings.Contains(err.Error(), "FATAL: could not checkpoint") {
+		t.Fatalf("err = %v; want pod, container, exit status and stderr", err)
+	}
+	if got := exec.ran("freeze"); !slices.Equal(got, []string{"pg-0", "pg-1"}) {
+		t.Fatalf("pre-hooks ran in %v; want pg-0 and pg-1 only (pg-2 belongs to another controller)", got)
+	}
+	if err := thaw(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := exec.ran("thaw"); !slices.Equal(got, []string{"pg-0", "pg-1"}) {
+		t.Fatalf("post-hooks ran in %v; want every pod whose pre-hook was attempted, the failed one too", got)
+	}
+}
+
+func TestOnErrorContinueLetsTheSetGoOn(t *testing.T) {
+	exec := &fakeExec{fail: map[string]error{"pg-0": errors.New("exit 1")}}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil))
+	_, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, OnError: "Continue"}))
+	if err != nil {
+		t.Fatalf("err = %v; want the failure ignored as on-error says", err)
+	}
+}
+
+func TestATimeoutBoundsEachHook(t *testing.T) {
+	exec := &fakeExec{hang: map[string]bool{"pg-0": true}}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil))
+	start := time.Now()
+	_, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Timeout: 50 * time.Millisecond}))
+	if err == nil || !strings.Contains(err.Error(), "timed out after 50ms") || time.Since(start) > 2*time.Second {
+		t.Fatalf("err = %v after %v; want a timeout at 50ms", err, time.Since(start))
+	}
+}
+
+func TestAnnotationHooksNeedTheRequestersExecRight(t *testing.T) {
+	exec := &fakeExec{}
+	r := runner(t, exec, false, pod("pg-0", "sts", map[string]string{veleroPre + "command": `["sync"]`}))
+	for name, hooks := range map[string]policy.Hooks{
+		"snapgate annotations": {Pre: []string{"freeze"}},
+		"Velero annotations":   {},
+	} {
+		_, err := r.Quiesce(context.Background(), plan(hooks))
+		var de *DeniedError
+		if !errors.As(err, &de) {
+			t.Errorf("%s: err = %v; want a refusal", name, err)
+		}
+	}
+	if len(exec.calls) != 0 {
+		t.Fatalf("commands ran for a user without pods/exec: %v", exec.calls)
+	}
+	// A preset is snapgate's own command, not the user's: no right needed.
+	if _, err := r.Quiesce(context.Background(), plan(policy.Hooks{Preset: "postgres", Container: "postgres"})); err != nil {
+		t.Fatalf("preset: %v", err)
+	}
+	if got := exec.ran("CHECKPOINT"); !slices.Equal(got, []string{"pg-0"}) {
+		t.Fatalf("preset ran in %v", got)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	velero := pod("pg-0", "sts", map[string]string{
+		veleroPre + "command": `["/bin/sh","-c","sync"]`, veleroPre + "container": "exporter", veleroPre + "timeout": "5s",
+		veleroPre + "on-error": "Continue", veleroPost + "command": "/usr/bin/thaw",
+	})
+	tests := map[string]struct {
+		hooks policy.Hooks
+		pod   *corev1.Pod
+		want  *Hook
+		err   string
+	}{
+		"snapgate annotations win over a preset and Velero": {
+			hooks: policy.Hooks{Pre: []string{"a"}, Preset: "postgres", Container: "exporter"}, pod: velero,
+			want: &Hook{Pre: []string{"a"}, Container: "exporter", FromAnnotations: true},
+		},
+		"a preset wins over Velero and needs no exec right": {
+			hooks: policy.Hooks{Preset: "postgres"}, pod: velero,
+			want: &Hook{Pre: presets["postgres"].Pre},
+		},
+		"Velero's annotations with Velero's meaning": {
+			pod:  velero,
+			want: &Hook{Pre: []string{"/bin/sh", "-c", "sync"}, Post: []string{"/usr/bin/thaw"}, Container: "exporter", Timeout: 5 * time.Second, Continue: true, FromAnnotations: true},
+		},
+		"no hooks at all": {pod: pod("pg-0", "sts", nil)},
+		"a bad Velero command names the annotation": {
+			pod: pod("pg-0", "sts", map[string]string{veleroPre + "command": `["unterminated`}),
+			err: "pre.hook.backup.velero.io/command",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := Resolve(tc.hooks, tc.pod)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got == nil) != (tc.want == nil) {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+			if got == nil {
+				return
+			}
+			if !slices.Equal(got.Pre, tc.want.Pre) || !slices.Equal(got.Post, tc.want.Post) || got.Container != tc.want.Container ||
+				got.Timeout != tc.want.Timeout || got.Continue != tc.want.Continue || got.FromAnnotations != tc.want.FromAnnotations {
+				t.Fatalf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
