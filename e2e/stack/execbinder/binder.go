@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -135,6 +136,7 @@ func (b *Binder) workDir(ctx context.Context, pod *corev1.Pod) (string, bool, er
 func (b *Binder) applyExec(ctx context.Context, pod *corev1.Pod, dir string) error {
 	var execs []any
 	for _, c := range pod.Spec.Containers {
+		vars := map[string]string{"POD_NAME": pod.Name, "POD_NAMESPACE": pod.Namespace, "VOLUME_DIR": dir}
 		envs := []any{
 			map[string]any{"name": "POD_NAME", "value": pod.Name},
 			map[string]any{"name": "POD_NAMESPACE", "value": pod.Namespace},
@@ -142,13 +144,18 @@ func (b *Binder) applyExec(ctx context.Context, pod *corev1.Pod, dir string) err
 		}
 		for _, e := range c.Env {
 			if e.ValueFrom == nil {
-				envs = append(envs, map[string]any{"name": e.Name, "value": e.Value})
+				// $(VAR) refers to the variables above, as in a real pod's env.
+				v := expand(e.Value, vars)
+				vars[e.Name] = v
+				envs = append(envs, map[string]any{"name": e.Name, "value": v})
 			}
 		}
-		execs = append(execs, map[string]any{
-			"containers": []any{c.Name},
-			"local":      map[string]any{"workDir": dir, "envs": envs},
-		})
+		local := map[string]any{"workDir": dir, "envs": envs}
+		// The command runs as the user the pod asks for (PostgreSQL refuses root).
+		if sc := runAs(pod, &c); sc != nil {
+			local["securityContext"] = sc
+		}
+		execs = append(execs, map[string]any{"containers": []any{c.Name}, "local": local})
 	}
 	exec := &unstructured.Unstructured{}
 	exec.SetGroupVersionKind(ExecGVK)
@@ -160,6 +167,41 @@ func (b *Binder) applyExec(ctx context.Context, pod *corev1.Pod, dir string) err
 		return fmt.Errorf("apply exec rule for pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	return nil
+}
+
+// expand replaces $(NAME) with the variable's value; an unknown one stays as is.
+func expand(v string, vars map[string]string) string {
+	for name, val := range vars {
+		v = strings.ReplaceAll(v, "$("+name+")", val)
+	}
+	return v
+}
+
+// runAs is the user and group of a container, its own or its pod's.
+func runAs(pod *corev1.Pod, c *corev1.Container) map[string]any {
+	var uid, gid *int64
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		uid, gid = psc.RunAsUser, psc.RunAsGroup
+	}
+	if csc := c.SecurityContext; csc != nil {
+		if csc.RunAsUser != nil {
+			uid = csc.RunAsUser
+		}
+		if csc.RunAsGroup != nil {
+			gid = csc.RunAsGroup
+		}
+	}
+	if uid == nil && gid == nil {
+		return nil
+	}
+	sc := map[string]any{}
+	if uid != nil {
+		sc["runAsUser"] = *uid
+	}
+	if gid != nil {
+		sc["runAsGroup"] = *gid
+	}
+	return sc
 }
 
 func (b *Binder) deleteExec(ctx context.Context, key types.NamespacedName) error {
