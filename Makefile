@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all demo bench build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
+.PHONY: all demo bench deps build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
 
 all: build
 
@@ -28,8 +28,12 @@ unit:
 
 ## e2e: the end-to-end tests on the local stack, with snapgate running (short budget)
 e2e: export SNAPGATE_BUDGET := 8s
-e2e: run
+e2e: deps run
 	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
+
+## deps: what the e2e tests need beyond Go (PostgreSQL, from Debian's packages), where missing
+deps:
+	@e2e/stack/deps.sh
 
 ## cluster: start the local stack, or find it running; prints the KUBECONFIG export
 cluster:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the e2e tests need beyond Go, from Debian's packages, where the
+# machine lacks it: a real PostgreSQL server (initdb, pg_ctl, postgres, psql)
+# and its postgres user. Idempotent; prints nothing when all is there.
+set -euo pipefail
+
+have_postgres() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && command -v psql >/dev/null && id postgres >/dev/null 2>&1
+}
+
+if ! have_postgres; then
+  echo "deps: installing PostgreSQL from Debian's packages" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq postgresql >/dev/null
+  # The package may start a cluster of its own; the tests run their own servers.
+  $sudo service postgresql stop >/dev/null 2>&1 || true
+  have_postgres || { echo "deps: PostgreSQL is still missing after apt-get install" >&2; exit 1; }
+fi
