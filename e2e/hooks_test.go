@@ -24,16 +24,7 @@ func files(t *testing.T, c *framework.Cluster, ns, pod string) string {
 // lists what the snapshot holds.
 func restoredFiles(t *testing.T, c *framework.Cluster, ns, snapshot string) string {
 	t.Helper()
-	c.Apply(t, ns, `
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: restored
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 1Gi}}
-  dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: `+snapshot+`}
----
+	c.Apply(t, ns, framework.RestoredClaim("restored", snapshot)+`---
 apiVersion: v1
 kind: Pod
 metadata:

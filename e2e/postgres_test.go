@@ -46,16 +46,7 @@ func TestPostgresUpgradeIsCheckpointedAndRestorable(t *testing.T) {
 	if len(snaps) != 3 || !strings.HasPrefix(snaps[0].Name, "data-postgres-0-") {
 		t.Fatalf("snapshots = %v", framework.SnapshotNames(snaps))
 	}
-	c.Apply(t, ns, `
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: restored
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 1Gi}}
-  dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: `+snaps[0].Name+`}
----
+	c.Apply(t, ns, framework.RestoredClaim("restored", snaps[0].Name)+`---
 apiVersion: v1
 kind: Pod
 metadata:

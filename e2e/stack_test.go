@@ -63,21 +63,7 @@ spec:
 	// What is written after the snapshot must not be in the restored volume.
 	c.MustKubectl(t, "-n", ns, "exec", "writer", "--", "sh", "-c", "echo 'rows: 15000' > table.txt")
 
-	c.Apply(t, ns, `
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: restored
-spec:
-  accessModes: [ReadWriteOnce]
-  resources:
-    requests:
-      storage: 1Gi
-  dataSource:
-    apiGroup: snapshot.storage.k8s.io
-    kind: VolumeSnapshot
-    name: data-snap
----
+	c.Apply(t, ns, framework.RestoredClaim("restored", "data-snap")+`---
 apiVersion: v1
 kind: Pod
 metadata:

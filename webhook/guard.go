@@ -175,11 +175,11 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 	}
 	var sts appsv1.StatefulSet
 	if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: req.Name}, &sts); err != nil {
-		return deny(fmt.Sprintf("snapgate: could not read statefulset %s/%s to guard its scale-down (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
+		return admission.Denied(fmt.Sprintf("snapgate: could not read statefulset %s/%s to guard its scale-down (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
 	}
 	guarded, err := g.guarded(ctx, &sts)
 	if err != nil {
-		return deny(fmt.Sprintf("snapgate: could not read namespace %s to guard the scale-down of statefulset %s (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
+		return admission.Denied(fmt.Sprintf("snapgate: could not read namespace %s to guard the scale-down of statefulset %s (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
 	}
 	if !guarded {
 		return admission.Allowed(""), ""
@@ -247,9 +247,9 @@ func (g *Guard) guard(ctx context.Context, req admission.Request, change snapsho
 	if err != nil {
 		var pe *snapshotter.PlanError
 		if errors.As(err, &pe) {
-			return deny(fmt.Sprintf("snapgate: %s change to statefulset %s/%s denied: %s", change.Reason, sts.Namespace, sts.Name, pe))
+			return admission.Denied(fmt.Sprintf("snapgate: %s change to statefulset %s/%s denied: %s", change.Reason, sts.Namespace, sts.Name, pe))
 		}
-		return deny(fmt.Sprintf("snapgate: could not plan snapshots of statefulset %s/%s (%v); the change was not applied; run the same command again", sts.Namespace, sts.Name, err))
+		return admission.Denied(fmt.Sprintf("snapgate: could not plan snapshots of statefulset %s/%s (%v); the change was not applied; run the same command again", sts.Namespace, sts.Name, err))
 	}
 	if len(plan.Snapshots) == 0 {
 		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: statefulset %s has no volume claims to snapshot; the change went through as is", sts.Name))
@@ -271,7 +271,7 @@ func (g *Guard) guard(ctx context.Context, req admission.Request, change snapsho
 	}
 	ops, err := record(plan)
 	if err != nil {
-		return deny(fmt.Sprintf("snapgate: could not record snapshot set %s (%v); run the same command again", plan.Set, err))
+		return admission.Denied(fmt.Sprintf("snapgate: could not record snapshot set %s (%v); run the same command again", plan.Set, err))
 	}
 	return admission.Patched("", ops...).WithWarnings(warning)
 }
@@ -283,7 +283,7 @@ func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snaps
 	var qe *snapshotter.QuiesceError
 	switch {
 	case errors.As(err, &qe):
-		return deny(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; no snapshot was taken, and every pod that was quiesced was thawed",
+		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; no snapshot was taken, and every pod that was quiesced was thawed",
 			plan.Reason, sts, qe))
 	case errors.Is(err, context.DeadlineExceeded):
 		done, what := prog.Ready, "ready"
@@ -291,22 +291,18 @@ func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snaps
 			done, what = prog.Cut, "cut"
 		}
 		log.FromContext(ctx).Info("Snapshot set not ready within budget", "statefulSet", sts, "set", plan.Set, "done", done, "total", prog.Total)
-		return deny(fmt.Sprintf("snapgate: %d/%d snapshots of statefulset %s %s after %s (set %s); the change was not applied yet; run the same command again to continue",
+		return admission.Denied(fmt.Sprintf("snapgate: %d/%d snapshots of statefulset %s %s after %s (set %s); the change was not applied yet; run the same command again to continue",
 			done, prog.Total, sts, what, elapsed.Round(time.Second), plan.Set))
 	case errors.As(err, &se):
-		return deny(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; fix the snapshot class or driver and run the same command again, or let this change through without snapshots with `kubectl annotate statefulset %s -n %s %s=<reason>`",
+		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; fix the snapshot class or driver and run the same command again, or let this change through without snapshots with `kubectl annotate statefulset %s -n %s %s=<reason>`",
 			plan.Reason, sts, se, sts.Name, sts.Namespace, policy.Skip))
 	case errors.As(err, &pe):
-		return deny(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s", plan.Reason, sts, pe))
+		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s", plan.Reason, sts, pe))
 	default:
 		log.FromContext(ctx).Error(err, "Take snapshot set", "statefulSet", sts, "set", plan.Set)
-		return deny(fmt.Sprintf("snapgate: could not take snapshot set %s of statefulset %s (%v); the change was not applied; run the same command again",
+		return admission.Denied(fmt.Sprintf("snapgate: could not take snapshot set %s of statefulset %s (%v); the change was not applied; run the same command again",
 			plan.Set, sts, err))
 	}
-}
-
-func deny(msg string) admission.Response {
-	return admission.Denied(msg)
 }
 
 func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }

@@ -134,3 +134,16 @@ func SnapshotClass(name string, params map[string]string) string {
 	}
 	return b.String()
 }
+
+// RestoredClaim renders a PVC restored from a VolumeSnapshot, as a user makes one.
+func RestoredClaim(name, snapshot string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: %s
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+  dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: %s}
+`, name, snapshot)
+}

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/snapgate/snapgate/e2e/stack/hostpath"
@@ -27,13 +26,13 @@ func main() {
 		os.Exit(2)
 	}
 	opts.Log = funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{})
-	if err := run(opts, socket, opts.Log); err != nil {
+	if err := run(opts, socket); err != nil {
 		fmt.Fprintln(os.Stderr, "hostpath-csi:", err)
 		os.Exit(1)
 	}
 }
 
-func run(opts hostpath.Options, socket string, log logr.Logger) error {
+func run(opts hostpath.Options, socket string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d, err := hostpath.New(opts)
