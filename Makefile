@@ -12,7 +12,7 @@ GO_TEST_FLAGS ?=
 all: build
 
 ## demo: the local stack, snapgate, and a guarded StatefulSet upgraded with kubectl apply
-demo: run
+demo: deps run
 	@e2e/demo/demo.sh
 
 ## build: the snapgate binary, into bin/

@@ -70,10 +70,12 @@ func (p *Postgres) StatefulSet(name string, replicas int, image string, annotati
 // nothing on this "host"; it is removed, as a pod on another node would not see it.
 func (p *Postgres) Start(t testing.TB, pod string) {
 	t.Helper()
+	// The data directory is named by its absolute path, so that the stack's
+	// cluster-down can find and stop a server a killed test left behind.
 	script := fmt.Sprintf(`set -e
-[ -f pgdata/PG_VERSION ] || %[1]s/initdb -D pgdata -U postgres -A trust --no-sync >init.log
+[ -f pgdata/PG_VERSION ] || %[1]s/initdb -D "$VOLUME_DIR/pgdata" -U postgres -A trust --no-sync >init.log
 rm -f pgdata/postmaster.pid .s.PGSQL.*.lock
-%[1]s/pg_ctl -D pgdata -w -l pg.log -o "-c listen_addresses='' -c unix_socket_directories=$VOLUME_DIR -c fsync=off" start >/dev/null`, p.bin)
+%[1]s/pg_ctl -D "$VOLUME_DIR/pgdata" -w -l pg.log -o "-c listen_addresses='' -c unix_socket_directories=$VOLUME_DIR -c fsync=off" start >/dev/null`, p.bin)
 	p.c.MustKubectl(t, "-n", p.ns, "exec", pod, "--", "sh", "-c", script)
 	t.Cleanup(func() {
 		// Immediate: the test is over, and its namespace is about to go.
