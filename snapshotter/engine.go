@@ -56,6 +56,8 @@ type Engine struct {
 	Events events.EventRecorder
 	// ThawTimeout bounds the post-hooks, which run on a context of their own.
 	ThawTimeout time.Duration
+	// Metrics, when set, counts sets and their cut and ready times.
+	Metrics *Metrics
 }
 
 // Progress is how far a set has got.
@@ -322,6 +324,7 @@ func transient(msg string) bool {
 
 // RecordTaken records on the StatefulSet that a set was taken for a change.
 func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, elapsed time.Duration) {
+	e.Metrics.setTaken(string(plan.Reason), prog)
 	log.FromContext(ctx).Info("Snapshot set taken", "statefulSet", plan.StatefulSet, "set", plan.Set,
 		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed,
 		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt)

@@ -122,6 +122,8 @@ type Runner struct {
 	Exec Executor
 	// Client reads pods and asks SubjectAccessReviews.
 	Client client.Client
+	// Metrics, when set, records each command's duration and failures.
+	Metrics *snapshotter.Metrics
 }
 
 var _ snapshotter.Quiescer = (*Runner)(nil)
@@ -295,6 +297,7 @@ func (r *Runner) run(ctx context.Context, namespace string, t target, phase stri
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("timed out after %s: %w", timeout, ctx.Err())
 	}
+	r.Metrics.ObserveHook(phase, time.Since(start), err)
 	log.FromContext(ctx).V(1).Info("Hook ran", "phase", phase, "pod", t.pod, "elapsed", time.Since(start), "error", err)
 	if err != nil {
 		return &HookError{Phase: phase, Pod: namespace + "/" + t.pod, Container: t.container, Source: t.hook.Source, Err: err, Stderr: tail(stderr, 512)}

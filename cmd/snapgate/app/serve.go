@@ -232,6 +232,10 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	if err := tracker.Register(inf); err != nil {
 		return err
 	}
+	engineMetrics, err := snapshotter.NewMetrics(metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("create clientset: %w", err)
@@ -241,8 +245,9 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		Reader:    mgr.GetAPIReader(),
 		Snapshots: mgr.GetCache(),
 		Changes:   tracker,
-		Hooks:     &hooks.Runner{Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient()},
+		Hooks:     &hooks.Runner{Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient(), Metrics: engineMetrics},
 		Events:    mgr.GetEventRecorder("snapgate"),
+		Metrics:   engineMetrics,
 	}
 	guardMetrics, err := snapwebhook.NewMetrics(metrics.Registry)
 	if err != nil {
