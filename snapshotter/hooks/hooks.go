@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -210,36 +211,49 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (func(cont
 }
 
 // targets are the affected pods that exist, are owned by the StatefulSet, and
-// have a hook. A replica without a pod has no application to quiesce.
+// have a hook, read in parallel. A replica without a pod has no application to
+// quiesce.
 func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target, error) {
 	sts := plan.Change.Old
+	ordinals := snapshotter.Affected(plan.Change)
+	found := make([]*target, len(ordinals))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, ordinal := range ordinals {
+		g.Go(func() error {
+			name := fmt.Sprintf("%s-%d", sts.Name, ordinal)
+			var pod corev1.Pod
+			err := r.Client.Get(gctx, types.NamespacedName{Namespace: sts.Namespace, Name: name}, &pod)
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("get pod %s/%s: %w", sts.Namespace, name, err)
+			}
+			if !ownedBy(&pod, sts) {
+				log.FromContext(ctx).Info("Not running hooks in a pod the StatefulSet does not own", "pod", name)
+				return nil
+			}
+			hook, err := Resolve(plan.Policy.Hooks, &pod)
+			if err != nil || hook == nil {
+				return err
+			}
+			container := hook.Container
+			if container == "" && len(pod.Spec.Containers) > 0 {
+				container = pod.Spec.Containers[0].Name
+			}
+			found[i] = &target{pod: name, hook: hook, container: container}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	var out []target
-	for _, ordinal := range snapshotter.Affected(plan.Change) {
-		name := fmt.Sprintf("%s-%d", sts.Name, ordinal)
-		var pod corev1.Pod
-		err := r.Client.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: name}, &pod)
-		if apierrors.IsNotFound(err) {
-			continue
+	for _, t := range found {
+		if t != nil {
+			out = append(out, *t)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("get pod %s/%s: %w", sts.Namespace, name, err)
-		}
-		if !ownedBy(&pod, sts) {
-			log.FromContext(ctx).Info("Not running hooks in a pod the StatefulSet does not own", "pod", name)
-			continue
-		}
-		hook, err := Resolve(plan.Policy.Hooks, &pod)
-		if err != nil {
-			return nil, err
-		}
-		if hook == nil {
-			continue
-		}
-		container := hook.Container
-		if container == "" && len(pod.Spec.Containers) > 0 {
-			container = pod.Spec.Containers[0].Name
-		}
-		out = append(out, target{pod: name, hook: hook, container: container})
 	}
 	return out, nil
 }
