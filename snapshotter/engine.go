@@ -231,6 +231,7 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 		AnnotationPVCSpec:        string(pvcSpec),
 		AnnotationStatefulSetUID: string(old.UID),
 		AnnotationRequestedBy:    plan.Change.User,
+		AnnotationGeneration:     strconv.FormatInt(old.Generation, 10),
 	}
 	if plan.Change.RecordPending {
 		ann[AnnotationRecordPending] = "true"

@@ -37,6 +37,9 @@ const (
 	AnnotationPVCSpec        = policy.Prefix + "pvc-spec"
 	AnnotationStatefulSetUID = policy.Prefix + "statefulset-uid"
 	AnnotationRequestedBy    = policy.Prefix + "requested-by"
+	// AnnotationGeneration is the StatefulSet's generation the set was taken
+	// from: it orders sets, where creation times (whole seconds) may tie.
+	AnnotationGeneration = policy.Prefix + "statefulset-generation"
 	// AnnotationRecordPending marks a set whose change could not carry the record
 	// itself (a scale through the scale subresource): the Recorder writes it onto
 	// the StatefulSet once the change is stored.

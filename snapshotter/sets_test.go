@@ -1,0 +1,56 @@
+package snapshotter
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+)
+
+func TestListSetsGroupsByLabelNewestGenerationFirst(t *testing.T) {
+	same := metav1.NewTime(time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC))
+	snap := func(name, set, pvc, gen string, ready bool, size string) client.Object {
+		vs := &snapv1.VolumeSnapshot{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name, CreationTimestamp: same,
+				Labels:      map[string]string{LabelSet: set, LabelStatefulSet: "pg", LabelManagedBy: ManagedBy},
+				Annotations: map[string]string{AnnotationGeneration: gen, AnnotationReason: "template"}},
+			Spec:   snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc}},
+			Status: &snapv1.VolumeSnapshotStatus{ReadyToUse: &ready},
+		}
+		if size != "" {
+			q := resource.MustParse(size)
+			vs.Status.RestoreSize = &q
+		}
+		return vs
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme()).WithObjects(
+		snap("a0", "pg-aaaa", "data-pg-0", "9", true, "1Gi"),
+		snap("a1", "pg-aaaa", "data-pg-1", "9", true, "1Gi"),
+		snap("b0", "pg-bbbb", "data-pg-0", "10", false, ""),
+		func() client.Object { // another StatefulSet's snapshot
+			o := snap("other", "web-cccc", "data-web-0", "99", true, "")
+			o.GetLabels()[LabelStatefulSet] = "web"
+			return o
+		}(),
+	).Build()
+	sets, err := ListSets(context.Background(), c, "db", "pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// web's snapshot carries another statefulset label, so only pg's two sets.
+	if len(sets) != 2 {
+		t.Fatalf("sets = %+v", sets)
+	}
+	if sets[0].Name != "pg-bbbb" || sets[1].Name != "pg-aaaa" {
+		t.Fatalf("order = %s, %s; want generation 10 before 9 when creation times tie", sets[0].Name, sets[1].Name)
+	}
+	a := sets[1]
+	if a.Snapshots != 2 || a.Ready != 2 || a.Size.String() != "2Gi" || a.Snapshot["data-pg-1"] != "a1" {
+		t.Fatalf("set a = %+v", a)
+	}
+}
