@@ -139,7 +139,25 @@ func (o *ListOptions) print(out io.Writer, ns string, sets []snapshotter.SetInfo
 		if s.Failed != "" {
 			ready += " (failed)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Now().Sub(s.Created)), ready, s.Size.String(), s.RequestedBy)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Now().Sub(s.Created)), ready, humanSize(s.Size.Value()), s.RequestedBy)
 	}
 	return w.Flush()
+}
+
+// humanSize prints bytes in binary units, as kubectl prints capacities; "-"
+// where the driver reported no size.
+func humanSize(b int64) string {
+	if b <= 0 {
+		return "-"
+	}
+	units := []string{"B", "Ki", "Mi", "Gi", "Ti", "Pi"}
+	v, i := float64(b), 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 || v >= 100 {
+		return fmt.Sprintf("%.0f%s", v, units[i])
+	}
+	return fmt.Sprintf("%.1f%s", v, units[i])
 }

@@ -52,15 +52,23 @@ func TestListPrintsATableNewestFirst(t *testing.T) {
 	if err := o.print(&out, "db", sets); err != nil {
 		t.Fatal(err)
 	}
-	want := "SET                 REASON       AGE   READY          SIZE   BY\n" +
-		"postgres-3f9a1c2b   template     90s   3/3            3Gi    alice\n" +
-		"postgres-00aa11bb   scale-down   26h   1/2 (failed)   0      \n"
+	want := "SET                 REASON       AGE   READY          SIZE    BY\n" +
+		"postgres-3f9a1c2b   template     90s   3/3            3.0Gi   alice\n" +
+		"postgres-00aa11bb   scale-down   26h   1/2 (failed)   -       \n"
 	if out.String() != want {
 		t.Fatalf("table =\n%s\nwant\n%s", out.String(), want)
 	}
 	out.Reset()
 	if err := o.print(&out, "db", nil); err != nil || out.String() != "No snapshot sets of statefulset db/postgres.\n" {
 		t.Fatalf("empty = %q, %v", out.String(), err)
+	}
+}
+
+func TestHumanSize(t *testing.T) {
+	for in, want := range map[int64]string{0: "-", 512: "512B", 120639934: "115Mi", 3 << 30: "3.0Gi", 1536: "1.5Ki"} {
+		if got := humanSize(in); got != want {
+			t.Errorf("humanSize(%d) = %q, want %q", in, got, want)
+		}
 	}
 }
 
