@@ -230,7 +230,7 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 		AnnotationPodTemplate:    string(tmpl),
 		AnnotationPVCSpec:        string(pvcSpec),
 		AnnotationStatefulSetUID: string(old.UID),
-		AnnotationRequestedBy:    plan.Change.User,
+		AnnotationRequestedBy:    plan.Change.UserInfo.Username,
 		AnnotationGeneration:     strconv.FormatInt(old.Generation, 10),
 	}
 	if plan.Change.RecordPending {
@@ -331,7 +331,7 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt)
 	if e.Events != nil {
 		e.Events.Eventf(plan.Change.Old, nil, corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
-			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.Change.User)
+			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username)
 	}
 }
 
@@ -339,10 +339,10 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 // and why.
 func (e *Engine) RecordSkipped(ctx context.Context, c Change, reason string) {
 	log.FromContext(ctx).Info("Snapshot skipped", "statefulSet", types.NamespacedName{Namespace: c.Old.Namespace, Name: c.Old.Name},
-		"change", c.Reason, "user", c.User, "skipReason", reason)
+		"change", c.Reason, "user", c.UserInfo.Username, "skipReason", reason)
 	if e.Events != nil {
 		e.Events.Eventf(c.Old, nil, corev1.EventTypeWarning, "SnapshotSkipped", "Skip",
-			"%s change by %s went through without snapshots: %s", c.Reason, c.User, reason)
+			"%s change by %s went through without snapshots: %s", c.Reason, c.UserInfo.Username, reason)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -60,7 +61,7 @@ func newHarness(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *h
 	objs = append(objs, volumes("data-pg-0", "data-pg-1")...)
 	objs = append(objs, class("hostpath", driver, true))
 	c := fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objs...).WithInterceptorFuncs(funcs).Build()
-	plan, err := PlanSet(context.Background(), c, Change{Reason: policy.ReasonTemplate, Old: testStatefulSet(2, "data"), NewReplicas: 2, User: "alice"},
+	plan, err := PlanSet(context.Background(), c, Change{Reason: policy.ReasonTemplate, Old: testStatefulSet(2, "data"), NewReplicas: 2, UserInfo: authenticationv1.UserInfo{Username: "alice"}},
 		policy.Policy{WaitFor: policy.WaitReady})
 	if err != nil {
 		t.Fatal(err)

@@ -29,9 +29,8 @@ type Change struct {
 	NewTemplate *corev1.PodTemplateSpec
 	// NewReplicas is the replica count after the change (0 for a delete).
 	NewReplicas int32
-	// User is who asked for the change, as the API server authenticated them.
-	User string
-	// UserInfo is the requester in full, for access checks on their behalf.
+	// UserInfo is who asked for the change, as the API server authenticated
+	// them: for messages, and for access checks on their behalf.
 	UserInfo authenticationv1.UserInfo
 	// RecordPending marks a change that cannot carry the record itself (a scale
 	// through the scale subresource): the Recorder writes it afterwards.

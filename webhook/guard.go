@@ -115,7 +115,7 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 	}
 	change := snapshotter.Change{
 		Reason: reason, Old: &old, NewTemplate: &updated.Spec.Template,
-		NewReplicas: snapshotter.Replicas(&updated), User: req.UserInfo.Username, UserInfo: req.UserInfo,
+		NewReplicas: snapshotter.Replicas(&updated), UserInfo: req.UserInfo,
 	}
 	// The skip comes with the change; everything else from the policy in force,
 	// so that a change cannot switch its own guard off in passing.
@@ -141,7 +141,7 @@ func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Re
 	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
 	}
-	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, User: req.UserInfo.Username, UserInfo: req.UserInfo}
+	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, UserInfo: req.UserInfo}
 	if skip := strings.TrimSpace(old.Annotations[policy.Skip]); skip != "" {
 		return g.skipped(ctx, req, change, skipReason(skip)), policy.ReasonDelete
 	}
@@ -184,7 +184,7 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 	if !guarded {
 		return admission.Allowed(""), ""
 	}
-	change := snapshotter.Change{Reason: policy.ReasonScaleDown, Old: &sts, NewReplicas: updated.Spec.Replicas, User: req.UserInfo.Username, UserInfo: req.UserInfo}
+	change := snapshotter.Change{Reason: policy.ReasonScaleDown, Old: &sts, NewReplicas: updated.Spec.Replicas, UserInfo: req.UserInfo}
 	if skip := strings.TrimSpace(sts.Annotations[policy.Skip]); skip != "" {
 		if !isDryRun(req) {
 			// A Scale cannot carry the removal; the engine removes it instead.

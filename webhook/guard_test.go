@@ -50,7 +50,7 @@ func (f *fakeTaker) Take(_ context.Context, plan *snapshotter.Plan) (snapshotter
 func (f *fakeTaker) RecordTaken(context.Context, *snapshotter.Plan, snapshotter.Progress, time.Duration) {
 }
 func (f *fakeTaker) RecordSkipped(_ context.Context, c snapshotter.Change, reason string) {
-	f.skipped = append(f.skipped, c.User+": "+reason)
+	f.skipped = append(f.skipped, c.UserInfo.Username+": "+reason)
 }
 func (f *fakeTaker) ClearSkip(context.Context, *appsv1.StatefulSet) error { f.cleared++; return nil }
 
