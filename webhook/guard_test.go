@@ -301,6 +301,10 @@ func TestValidator(t *testing.T) {
 	if !ok.Allowed {
 		t.Fatalf("good annotations denied: %v", ok.Result)
 	}
+	rb := v.Handle(context.Background(), request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:16", map[string]string{policy.RollbackTo: "latest"}), false))
+	if !rb.Allowed || len(rb.Warnings) != 1 || !strings.Contains(rb.Warnings[0], "no rollback controller yet") {
+		t.Fatalf("rollback-to: allowed %v, warnings %q; want allowed with a warning that nothing acts on it", rb.Allowed, rb.Warnings)
+	}
 	bad := v.Handle(context.Background(), request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:16", map[string]string{policy.WaitFor: "soon", policy.Keep: "0"}), false))
 	if bad.Allowed || !strings.Contains(bad.Result.Message, "snapgate.io/wait-for") || !strings.Contains(bad.Result.Message, "snapgate.io/keep") {
 		t.Fatalf("bad annotations: %v", bad.Result)

@@ -33,8 +33,14 @@ func (v *Validator) Handle(_ context.Context, req admission.Request) admission.R
 	if err := v.Decoder.DecodeRaw(req.Object, &sts); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode StatefulSet: %w", err))
 	}
-	if _, errs := policy.Parse(&sts); len(errs) > 0 {
+	p, errs := policy.Parse(&sts)
+	if len(errs) > 0 {
 		return admission.Denied(fmt.Sprintf("snapgate: statefulset %s has bad snapgate annotations: %s", sts.Name, errs.ToAggregate()))
+	}
+	if p.RollbackTo != "" {
+		// Said where the user acts, not only in the README.
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: this version has no rollback controller yet, so nothing acts on %s=%s; "+
+			"restore PVCs from the set's VolumeSnapshots with a dataSource instead (`snapgate list sts/%s` shows them)", policy.RollbackTo, p.RollbackTo, sts.Name))
 	}
 	return admission.Allowed("")
 }
