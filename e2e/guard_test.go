@@ -52,11 +52,22 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", "slow-ready-"+ns) })
 	newGuarded(t, c, ns, "db", 3, map[string]string{"snapgate.io/snapshot-class": "slow-ready-" + ns})
 
+	// The order is read from the writes themselves: on the stack's single etcd a
+	// resourceVersion is etcd's revision, so every snapshot's readyToUse write
+	// must come before the write of the new template. (Arrival times on two
+	// watch streams would not do: the API server does not order them.)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var mu sync.Mutex
-	ready := map[string]time.Time{}
-	var stored time.Time
+	ready := map[string]uint64{}
+	var stored uint64
+	rv := func(o metav1.Object) uint64 {
+		n, err := strconv.ParseUint(o.GetResourceVersion(), 10, 64)
+		if err != nil {
+			t.Errorf("resourceVersion %q: %v", o.GetResourceVersion(), err)
+		}
+		return n
+	}
 	snapWatch, err := c.Ctrl.Watch(ctx, &snapv1.VolumeSnapshotList{}, client.InNamespace(ns))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +83,7 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 			if vs, ok := ev.Object.(*snapv1.VolumeSnapshot); ok && vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
 				mu.Lock()
 				if _, seen := ready[vs.Name]; !seen {
-					ready[vs.Name] = time.Now()
+					ready[vs.Name] = rv(vs)
 				}
 				mu.Unlock()
 			}
@@ -82,8 +93,8 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 		for ev := range stsWatch.ResultChan() {
 			if s, ok := ev.Object.(*appsv1.StatefulSet); ok && ev.Type == watch.Modified && s.Spec.Template.Spec.Containers[0].Image == "postgres:17" {
 				mu.Lock()
-				if stored.IsZero() {
-					stored = time.Now()
+				if stored == 0 {
+					stored = rv(s)
 				}
 				mu.Unlock()
 			}
@@ -132,12 +143,12 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
-	if stored.IsZero() || len(ready) != 3 {
-		t.Fatalf("saw %d snapshots ready and new template stored at %v; want 3 and a time", len(ready), stored)
+	if stored == 0 || len(ready) != 3 {
+		t.Fatalf("saw %d snapshots ready and the new template at resourceVersion %d; want 3 and a version", len(ready), stored)
 	}
 	for name, at := range ready {
-		if !at.Before(stored) {
-			t.Errorf("snapshot %s became ready at %v, after the new template was stored at %v", name, at.Format(time.StampMilli), stored.Format(time.StampMilli))
+		if at >= stored {
+			t.Errorf("snapshot %s became ready at resourceVersion %d, after the new template was stored at %d", name, at, stored)
 		}
 	}
 }

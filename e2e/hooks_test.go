@@ -45,6 +45,8 @@ func TestHooksQuiesceBeforeTheCutAndThawAfter(t *testing.T) {
 		"snapgate.io/post-hook": `["sh","-c","rm quiesced.txt && echo $POD_NAME > thawed.txt"]`,
 	})
 	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	// The admitted upgrade replaces the pods; exec waits until they are back.
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
 
 	for _, pod := range []string{"db-0", "db-1", "db-2"} {
 		if got := files(t, c, ns, pod); got != "thawed.txt\n" {
@@ -147,6 +149,8 @@ subjects: [{kind: User, name: deployer, apiGroup: rbac.authorization.k8s.io}]
 	}
 	// With the right, the same change goes through and the hook runs.
 	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	// The admitted upgrade replaces the pods; exec waits until they are back.
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
 	if got := files(t, c, ns, "db-0"); got != "ran.txt\n" {
 		t.Fatalf("db-0 holds %q after an admin's upgrade; want the hook's file", got)
 	}
@@ -163,6 +167,8 @@ func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
 	c.Apply(t, ns, manifest)
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
 	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	// The admitted upgrade replaces the pods; exec waits until they are back.
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
 	if got := files(t, c, ns, "db-1"); got != "velero-post.txt\nvelero-pre.txt\n" {
 		t.Fatalf("db-1 holds %q; want both of Velero's hooks to have run", got)
 	}
