@@ -59,10 +59,12 @@ const (
 // not the resourceVersion: the StatefulSet controller writes status while a set
 // is taken, the API server then retries the update on the new resourceVersion,
 // calling the webhook again, and that must find the same set.
-func SetHash(uid types.UID, oldGeneration int64, reason policy.Reason, newTemplate *corev1.PodTemplateSpec, newReplicas int32) string {
+// nonce tells apart sets that the same spec would otherwise share (a snapshot
+// taken on demand); it is empty for a change.
+func SetHash(uid types.UID, oldGeneration int64, reason policy.Reason, newTemplate *corev1.PodTemplateSpec, newReplicas int32, nonce string) string {
 	h := sha256.New()
 	tmpl, _ := json.Marshal(newTemplate) // a PodTemplateSpec always marshals
-	for _, part := range [][]byte{[]byte(uid), []byte(strconv.FormatInt(oldGeneration, 10)), []byte(reason), tmpl, []byte(strconv.Itoa(int(newReplicas)))} {
+	for _, part := range [][]byte{[]byte(uid), []byte(strconv.FormatInt(oldGeneration, 10)), []byte(reason), tmpl, []byte(strconv.Itoa(int(newReplicas))), []byte(nonce)} {
 		h.Write(part)
 		h.Write([]byte{0})
 	}

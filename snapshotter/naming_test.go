@@ -15,17 +15,17 @@ func TestSetHashIdentifiesOneChange(t *testing.T) {
 	other := tmpl.DeepCopy()
 	other.Spec.Containers[0].Image = "postgres:17"
 
-	base := SetHash("uid-1", 100, policy.ReasonTemplate, tmpl, 3)
-	if again := SetHash("uid-1", 100, policy.ReasonTemplate, tmpl.DeepCopy(), 3); again != base {
+	base := SetHash("uid-1", 100, policy.ReasonTemplate, tmpl, 3, "")
+	if again := SetHash("uid-1", 100, policy.ReasonTemplate, tmpl.DeepCopy(), 3, ""); again != base {
 		t.Fatalf("the same change hashed %s then %s: a retry would take a new set", base, again)
 	}
 	for name, h := range map[string]string{
-		"another StatefulSet":       SetHash("uid-2", 100, policy.ReasonTemplate, tmpl, 3),
-		"a later spec (generation)": SetHash("uid-1", 101, policy.ReasonTemplate, tmpl, 3),
-		"another template":          SetHash("uid-1", 100, policy.ReasonTemplate, other, 3),
-		"another replica count":     SetHash("uid-1", 100, policy.ReasonTemplate, tmpl, 2),
-		"another kind of change":    SetHash("uid-1", 100, policy.ReasonDelete, tmpl, 3),
-		"no template (scale-down)":  SetHash("uid-1", 100, policy.ReasonTemplate, nil, 3),
+		"another StatefulSet":       SetHash("uid-2", 100, policy.ReasonTemplate, tmpl, 3, ""),
+		"a later spec (generation)": SetHash("uid-1", 101, policy.ReasonTemplate, tmpl, 3, ""),
+		"another template":          SetHash("uid-1", 100, policy.ReasonTemplate, other, 3, ""),
+		"another replica count":     SetHash("uid-1", 100, policy.ReasonTemplate, tmpl, 2, ""),
+		"another kind of change":    SetHash("uid-1", 100, policy.ReasonDelete, tmpl, 3, ""),
+		"no template (scale-down)":  SetHash("uid-1", 100, policy.ReasonTemplate, nil, 3, ""),
 	} {
 		if h == base {
 			t.Errorf("%s hashed like the base change: it would reuse the wrong set", name)

@@ -32,6 +32,9 @@ type Change struct {
 	// UserInfo is who asked for the change, as the API server authenticated
 	// them: for messages, and for access checks on their behalf.
 	UserInfo authenticationv1.UserInfo
+	// Nonce makes a set unique where the spec alone would not (a snapshot taken
+	// on demand); empty for a change, whose retries must find their set.
+	Nonce string
 	// RecordPending marks a change that cannot carry the record itself (a scale
 	// through the scale subresource): the Recorder writes it afterwards.
 	RecordPending bool
@@ -118,7 +121,7 @@ func skeleton(c Change, p policy.Policy) *Plan {
 	if c.Reason == policy.ReasonTemplate {
 		newTemplate = c.NewTemplate
 	}
-	hash := SetHash(sts.UID, sts.Generation, c.Reason, newTemplate, c.NewReplicas)
+	hash := SetHash(sts.UID, sts.Generation, c.Reason, newTemplate, c.NewReplicas, c.Nonce)
 	plan := &Plan{
 		StatefulSet: types.NamespacedName{Namespace: sts.Namespace, Name: sts.Name},
 		Set:         SetName(sts.Name, hash),
