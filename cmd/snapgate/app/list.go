@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -92,17 +93,9 @@ func newListCommand() *cobra.Command {
 
 // Run lists the sets.
 func (o *ListOptions) Run(ctx context.Context, out io.Writer) error {
-	cfg, err := o.Kube.ToRESTConfig()
+	_, ns, c, err := connect(o.Kube)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
-	}
-	ns, _, err := o.Kube.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
-		return fmt.Errorf("namespace: %w", err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	sets, err := snapshotter.ListSets(ctx, c, ns, o.StatefulSet)
 	if err != nil {
@@ -142,6 +135,25 @@ func (o *ListOptions) print(out io.Writer, ns string, sets []snapshotter.SetInfo
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Now().Sub(s.Created)), ready, humanSize(s.Size.Value()), s.RequestedBy)
 	}
 	return w.Flush()
+}
+
+// connect is what every kubectl-style subcommand needs from kubectl's flags: the
+// REST config, the namespace (-n, or the context's), and a client that knows
+// snapshots.
+func connect(kube *genericclioptions.ConfigFlags) (*rest.Config, string, client.Client, error) {
+	cfg, err := kube.ToRESTConfig()
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("namespace: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("connect: %w", err)
+	}
+	return cfg, ns, c, nil
 }
 
 // humanSize prints bytes in binary units, as kubectl prints capacities; "-"

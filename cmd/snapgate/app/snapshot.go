@@ -78,17 +78,9 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 	ctx = log.IntoContext(ctx, logr.Discard())
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	cfg, err := o.Kube.ToRESTConfig()
+	cfg, ns, c, err := connect(o.Kube)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
-	}
-	ns, _, err := o.Kube.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
-		return fmt.Errorf("namespace: %w", err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	var sts appsv1.StatefulSet
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: o.StatefulSet}, &sts); err != nil {
