@@ -127,6 +127,14 @@ func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
 		return prog, err
 	}
 	var created, cutAt time.Duration
+	if prog.Found < prog.Total && !plan.checked {
+		// The set was whole when planned and has lost a snapshot since: read the
+		// PVCs and classes that creating it again needs. The caller's plan is left
+		// as it is; the names are the same.
+		if plan, err = PlanSet(ctx, e.Reader, plan.Change, plan.Policy); err != nil {
+			return prog, err
+		}
+	}
 	if prog.Found < prog.Total {
 		if prog, err = e.cut(ctx, plan, start, &created); err != nil {
 			return prog, err

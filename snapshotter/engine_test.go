@@ -311,3 +311,32 @@ func TestAConflictReportedAsASnapshotErrorDoesNotEndTheWait(t *testing.T) {
 		t.Fatalf("Take = %+v, %v; want the set once the controller recovered", r.prog, r.err)
 	}
 }
+
+func TestASnapshotLostAfterAFastPlanIsCreatedAgainWithItsClass(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	if err := h.engine.CreateSet(context.Background(), h.plan); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := h.engine.Plan(context.Background(), h.plan.Change, h.plan.Policy)
+	if err != nil || plan.checked {
+		t.Fatalf("plan = %+v, %v; want the read-free plan of an existing set", plan, err)
+	}
+	lost := &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: h.plan.Snapshots[1].Name}}
+	if err := h.client.Delete(context.Background(), lost); err != nil {
+		t.Fatal(err)
+	}
+	h.plan = plan
+	done := h.take(context.Background())
+	h.waitForSnapshots(t, 2)
+	h.setStatus(t, func(s *snapv1.VolumeSnapshotStatus) { cut(s); ready(s) })
+	if r := <-done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	var again snapv1.VolumeSnapshot
+	if err := h.client.Get(context.Background(), client.ObjectKeyFromObject(lost), &again); err != nil {
+		t.Fatal(err)
+	}
+	if c := again.Spec.VolumeSnapshotClassName; c == nil || *c != "hostpath" {
+		t.Fatalf("re-created snapshot's class = %v, want hostpath", c)
+	}
+}

@@ -56,6 +56,10 @@ type Plan struct {
 	Policy policy.Policy
 	// Change is the change the set is taken for.
 	Change Change
+
+	// checked says PVCs and classes were read; a plan of an existing set
+	// skips that, and must be completed before it creates anything.
+	checked bool
 }
 
 // PlannedSnapshot is one VolumeSnapshot of a plan.
@@ -110,6 +114,7 @@ func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	plan.checked = true
 	return plan, nil
 }
 
