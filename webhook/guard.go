@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -109,6 +110,13 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 	if err := g.Decoder.DecodeRaw(req.Object, &updated); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode StatefulSet: %w", err)), ""
 	}
+	if rollbackStep(&old, &updated) {
+		// The rollback controller's own step: it took its safety set already.
+		return admission.Allowed(""), ""
+	}
+	if resp, busy := duringRollback(&old, &updated); busy {
+		return resp, ""
+	}
 	reason := Classify(&old, &updated)
 	if reason == "" {
 		return admission.Allowed(""), ""
@@ -170,12 +178,18 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 	if err := g.Decoder.DecodeRaw(req.Object, &updated); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode Scale: %w", err)), ""
 	}
-	if updated.Spec.Replicas >= old.Spec.Replicas {
+	if updated.Spec.Replicas == old.Spec.Replicas {
 		return admission.Allowed(""), ""
 	}
 	var sts appsv1.StatefulSet
 	if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: req.Name}, &sts); err != nil {
-		return admission.Denied(fmt.Sprintf("snapgate: could not read statefulset %s/%s to guard its scale-down (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
+		return admission.Denied(fmt.Sprintf("snapgate: could not read statefulset %s/%s to guard its scale (%v); run the same command again", req.Namespace, req.Name, err)), policy.ReasonScaleDown
+	}
+	if st, _ := policy.ParseRollbackState(sts.Annotations); st.InProgress() {
+		return rollbackBusy(&sts, st), ""
+	}
+	if updated.Spec.Replicas > old.Spec.Replicas {
+		return admission.Allowed(""), ""
 	}
 	guarded, err := g.guarded(ctx, &sts)
 	if err != nil {
@@ -303,6 +317,47 @@ func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snaps
 		return admission.Denied(fmt.Sprintf("snapgate: could not take snapshot set %s of statefulset %s (%v); the change was not applied; run the same command again",
 			plan.Set, sts, err))
 	}
+}
+
+// rollbackStep tells the rollback controller's writes: each moves the
+// rollback's recorded state along, while a rollback is in progress.
+func rollbackStep(old, updated *appsv1.StatefulSet) bool {
+	before, after := old.Annotations[policy.RollbackStatus], updated.Annotations[policy.RollbackStatus]
+	if before == after {
+		return false
+	}
+	b, _ := policy.ParseRollbackState(old.Annotations)
+	a, _ := policy.ParseRollbackState(updated.Annotations)
+	return b.InProgress() || a.InProgress()
+}
+
+// duringRollback denies a change of template, replicas or rollback target while
+// a rollback is in progress: the rollback would overwrite it, or start pods on
+// PVCs being replaced.
+func duringRollback(old, updated *appsv1.StatefulSet) (admission.Response, bool) {
+	st, _ := policy.ParseRollbackState(old.Annotations)
+	if !st.InProgress() {
+		return admission.Response{}, false
+	}
+	target, asked := updated.Annotations[policy.RollbackTo]
+	if equality.Semantic.DeepEqual(old.Spec.Template, updated.Spec.Template) &&
+		snapshotter.Replicas(old) == snapshotter.Replicas(updated) && (!asked || target == st.Request) {
+		return admission.Response{}, false
+	}
+	return rollbackBusy(old, st), true
+}
+
+func rollbackBusy(sts *appsv1.StatefulSet, st policy.RollbackState) admission.Response {
+	return admission.Denied(fmt.Sprintf("snapgate: statefulset %s is being rolled back to set %s (%s: %s); its pod template, replicas and rollback target are "+
+		"left alone until the rollback ends; follow it with `kubectl snapgate rollback sts/%s -n %s --wait`, then apply the change again",
+		sts.Name, orRequest(st), st.Phase, st.Message, sts.Name, sts.Namespace))
+}
+
+func orRequest(st policy.RollbackState) string {
+	if st.Set != "" {
+		return st.Set
+	}
+	return st.Request
 }
 
 func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }

@@ -209,6 +209,26 @@ func TestGuard(t *testing.T) {
 				append(cluster(2)[2:], func() *appsv1.StatefulSet { s := sts(2, "pg:16", nil); s.Labels = nil; return s }())...),
 			allowed: true, taken: "data-pg-1",
 		},
+		"the rollback controller's scale to 0 passes without a set": {
+			req:  request(t, admissionv1.Update, "", sts(3, "pg:16", rolling(policy.PhaseRetaining)), sts(0, "pg:16", rolling(policy.PhaseScalingDown)), false),
+			objs: cluster(3), allowed: true,
+		},
+		"the rollback controller's template restore passes without a set": {
+			req:  request(t, admissionv1.Update, "", sts(0, "pg:17", rolling(policy.PhaseRestoring)), sts(3, "pg:16", rolling(policy.PhaseSucceeded)), false),
+			objs: cluster(3), allowed: true,
+		},
+		"a user's template change during a rollback is denied": {
+			req:  request(t, admissionv1.Update, "", sts(0, "pg:16", rolling(policy.PhaseReplacing)), sts(0, "pg:18", rolling(policy.PhaseReplacing)), false),
+			objs: cluster(3), message: "is being rolled back to set pg-abc (ReplacingClaims",
+		},
+		"a user's scale-up during a rollback is denied": {
+			req:  request(t, admissionv1.Update, "scale", scale(0), scale(3), false),
+			objs: append(cluster(3), sts(0, "pg:16", rolling(policy.PhaseReplacing))), message: "left alone until the rollback ends",
+		},
+		"a changed status outside a rollback is no step: the change is guarded": {
+			req:  request(t, admissionv1.Update, "", sts(3, "pg:16", rolling(policy.PhaseSucceeded)), sts(3, "pg:17", rolling(policy.PhaseFailed)), false),
+			objs: cluster(3), allowed: true, taken: "data-pg-0 data-pg-1 data-pg-2", patch: []string{`"add" "/metadata/annotations/snapgate.io~1last-set"`, `"add" "/metadata/annotations/snapgate.io~1last-snapshots"`, `"add" "/metadata/annotations/snapgate.io~1last-reason"`},
+		},
 		"a skip on a scaled StatefulSet passes and is cleared": {
 			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
 			objs: append(cluster(2), sts(2, "pg:16", map[string]string{policy.Skip: "drain"})), allowed: true, skipped: `alice: snapgate.io/skip="drain"`, warning: "WITHOUT snapshots",
@@ -251,6 +271,12 @@ func TestGuard(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rolling is the annotations of a StatefulSet whose rollback is at phase.
+func rolling(phase policy.RollbackPhase) map[string]string {
+	st := policy.RollbackState{Request: "latest", Set: "pg-abc", Phase: phase, ID: "t0"}
+	return map[string]string{policy.RollbackStatus: st.String()}
 }
 
 func TestRecordPatchCarriesTheSet(t *testing.T) {
@@ -302,8 +328,12 @@ func TestValidator(t *testing.T) {
 		t.Fatalf("good annotations denied: %v", ok.Result)
 	}
 	rb := v.Handle(context.Background(), request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:16", map[string]string{policy.RollbackTo: "latest"}), false))
-	if !rb.Allowed || len(rb.Warnings) != 1 || !strings.Contains(rb.Warnings[0], "no rollback controller yet") {
-		t.Fatalf("rollback-to: allowed %v, warnings %q; want allowed with a warning that nothing acts on it", rb.Allowed, rb.Warnings)
+	if !rb.Allowed || len(rb.Warnings) != 1 || !strings.Contains(rb.Warnings[0], "scaled to 0") {
+		t.Fatalf("rollback-to: allowed %v, warnings %q; want allowed with a warning of what a rollback does", rb.Allowed, rb.Warnings)
+	}
+	again := v.Handle(context.Background(), request(t, admissionv1.Update, "", sts(1, "pg:16", map[string]string{policy.RollbackTo: "latest"}), sts(1, "pg:16", map[string]string{policy.RollbackTo: "latest"}), false))
+	if !again.Allowed || len(again.Warnings) != 0 {
+		t.Fatalf("an update that keeps the rollback-to: allowed %v, warnings %q; want allowed, no warning", again.Allowed, again.Warnings)
 	}
 	bad := v.Handle(context.Background(), request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:16", map[string]string{policy.WaitFor: "soon", policy.Keep: "0"}), false))
 	if bad.Allowed || !strings.Contains(bad.Result.Message, "snapgate.io/wait-for") || !strings.Contains(bad.Result.Message, "snapgate.io/keep") {

@@ -37,10 +37,25 @@ func (v *Validator) Handle(_ context.Context, req admission.Request) admission.R
 	if len(errs) > 0 {
 		return admission.Denied(fmt.Sprintf("snapgate: statefulset %s has bad snapgate annotations: %s", sts.Name, errs.ToAggregate()))
 	}
-	if p.RollbackTo != "" {
-		// Said where the user acts, not only in the README.
-		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: this version has no rollback controller yet, so nothing acts on %s=%s; "+
-			"restore PVCs from the set's VolumeSnapshots with a dataSource instead (`snapgate list sts/%s` shows them)", policy.RollbackTo, p.RollbackTo, sts.Name))
+	if p.RollbackTo != "" && p.RollbackTo != v.oldRollbackTo(req) {
+		// Said where the user acts: a rollback takes the StatefulSet down.
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: rolling statefulset %s back to %s: a safety set of the current data is taken, "+
+			"the StatefulSet is scaled to 0, its PVCs are replaced by copies of the set (the old volumes are kept, reclaim policy Retain), "+
+			"then the recorded pod template and replicas come back; follow it with `kubectl snapgate rollback sts/%s -n %s --wait`",
+			sts.Name, p.RollbackTo, sts.Name, sts.Namespace))
 	}
 	return admission.Allowed("")
+}
+
+// oldRollbackTo is the rollback target before an update, to warn only when a
+// request sets a new one.
+func (v *Validator) oldRollbackTo(req admission.Request) string {
+	if req.Operation != admissionv1.Update || len(req.OldObject.Raw) == 0 {
+		return ""
+	}
+	var old appsv1.StatefulSet
+	if err := v.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+		return ""
+	}
+	return old.Annotations[policy.RollbackTo]
 }

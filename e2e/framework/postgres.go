@@ -83,6 +83,12 @@ rm -f pgdata/postmaster.pid .s.PGSQL.*.lock
 	})
 }
 
+// Stop shuts the pod's server down cleanly, as the end of its pod would.
+func (p *Postgres) Stop(t testing.TB, pod string) {
+	t.Helper()
+	p.c.MustKubectl(t, "-n", p.ns, "exec", pod, "--", p.bin+"/pg_ctl", "-D", "pgdata", "-m", "fast", "-w", "stop")
+}
+
 // Query runs SQL with psql in the pod and returns its unaligned output.
 func (p *Postgres) Query(t testing.TB, pod, sql string) string {
 	t.Helper()

@@ -10,12 +10,60 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	toolscache "k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapgate/snapgate/snapshotter/policy"
 )
+
+// WaitRollback watches a StatefulSet until its rollback has ended (the trigger
+// removed, snapgate.io/rollback-status Succeeded or Failed) and returns how.
+func (c *Cluster) WaitRollback(t testing.TB, ns, name string, timeout time.Duration) policy.RollbackState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	lw := toolscache.NewListWatchFromClient(c.Client.AppsV1().RESTClient(), "statefulsets", ns, fields.OneTermEqualSelector("metadata.name", name))
+	var last policy.RollbackState
+	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
+		sts, ok := ev.Object.(*appsv1.StatefulSet)
+		if !ok || ev.Type == watch.Deleted {
+			return false, fmt.Errorf("statefulset %s/%s is gone", ns, name)
+		}
+		st, _ := policy.ParseRollbackState(sts.Annotations)
+		_, asked := sts.Annotations[policy.RollbackTo]
+		last = st
+		return !asked && (st.Phase == policy.PhaseSucceeded || st.Phase == policy.PhaseFailed), nil
+	})
+	if err != nil {
+		t.Fatalf("rollback of %s/%s did not end within %s (last status %+v): %v", ns, name, timeout, last, err)
+	}
+	return last
+}
+
+// WaitRollbackPhase watches a StatefulSet until its rollback is at phase.
+func (c *Cluster) WaitRollbackPhase(t testing.TB, ns, name string, phase policy.RollbackPhase, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	lw := toolscache.NewListWatchFromClient(c.Client.AppsV1().RESTClient(), "statefulsets", ns, fields.OneTermEqualSelector("metadata.name", name))
+	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
+		sts, ok := ev.Object.(*appsv1.StatefulSet)
+		st, _ := policy.ParseRollbackState(sts.Annotations)
+		return ok && st.Phase == phase, nil
+	})
+	if err != nil {
+		t.Fatalf("rollback of %s/%s did not reach %s within %s: %v", ns, name, phase, timeout, err)
+	}
+}
 
 // Budget is how long the running snapgate lets one request wait for its set.
 func (c *Cluster) Budget(t testing.TB) time.Duration {
@@ -146,4 +194,40 @@ spec:
   resources: {requests: {storage: 1Gi}}
   dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: %s}
 `, name, snapshot)
+}
+
+// KillSnapgate kills the running snapgate with SIGKILL, as a crash or an
+// evicted pod would end it: nothing of its own shutdown runs.
+func (c *Cluster) KillSnapgate(t testing.TB) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Dir, "pids", "snapgate.pid"))
+	if err != nil {
+		t.Fatalf("snapgate's pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("snapgate's pid %q: %v", b, err)
+	}
+	p, err := os.FindProcess(pid)
+	if err == nil {
+		err = p.Signal(syscall.SIGKILL)
+	}
+	if err != nil {
+		t.Fatalf("kill snapgate (pid %d): %v", pid, err)
+	}
+	// Gone, or a zombie that nothing here may reap: either way it serves no more.
+	for p.Signal(syscall.Signal(0)) == nil {
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(stat), ") Z ") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// StartSnapgate starts snapgate against the stack again, as `make run` does.
+func (c *Cluster) StartSnapgate(t testing.TB) {
+	t.Helper()
+	if r := c.Run(t, "", filepath.Join(RepoRoot(), "e2e", "stack", "snapgate.sh"), "up"); r.Err != nil {
+		t.Fatalf("snapgate.sh up: %v\n%s", r.Err, r.Stderr)
+	}
 }

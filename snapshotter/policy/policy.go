@@ -318,3 +318,68 @@ func containers(sts *appsv1.StatefulSet) []string {
 	}
 	return out
 }
+
+// ReasonRollback is the safety set a rollback takes of the data it replaces.
+const ReasonRollback Reason = "rollback"
+
+// RollbackPhase is one step of a rollback, in the order they run.
+type RollbackPhase string
+
+// The phases of a rollback. Every phase but the last two can be resumed: the
+// controller records a phase before it acts, and each phase's work is idempotent.
+const (
+	PhaseChecking    RollbackPhase = "Checking"
+	PhaseSafetySet   RollbackPhase = "TakingSafetySet"
+	PhaseRetaining   RollbackPhase = "RetainingVolumes"
+	PhaseScalingDown RollbackPhase = "ScalingDown"
+	PhaseReplacing   RollbackPhase = "ReplacingClaims"
+	PhaseRestoring   RollbackPhase = "RestoringTemplate"
+	PhaseSucceeded   RollbackPhase = "Succeeded"
+	PhaseFailed      RollbackPhase = "Failed"
+)
+
+// RollbackState is the value of snapgate.io/rollback-status: where a rollback
+// is, written by the controller at every step, so that a restarted controller
+// resumes it and a user can follow it.
+type RollbackState struct {
+	// Request is the value of snapgate.io/rollback-to this rollback answers.
+	Request string `json:"request"`
+	// Set is the set being restored (Request resolved, once checked).
+	Set string `json:"set,omitempty"`
+	// Phase is the step the rollback is at, or its outcome.
+	Phase RollbackPhase `json:"phase"`
+	// ID tells one rollback from another: the time it started.
+	ID string `json:"id"`
+	// SafetySet is the set taken of the data being replaced.
+	SafetySet string `json:"safetySet,omitempty"`
+	// RetainedVolumes are the PVs whose data was replaced, kept with reclaim
+	// policy Retain.
+	RetainedVolumes []string `json:"retainedVolumes,omitempty"`
+	// WhenScaledWas is the StatefulSet's PVC retention policy on scale-down
+	// before the rollback set it to Retain for its scale to 0; it is put back at
+	// the end. Empty when it was Retain already.
+	WhenScaledWas string `json:"whenScaledWas,omitempty"`
+	// Message says what is happening, or why the rollback failed.
+	Message string `json:"message,omitempty"`
+}
+
+// InProgress reports whether the rollback has started and not ended.
+func (s RollbackState) InProgress() bool {
+	return s.Phase != "" && s.Phase != PhaseSucceeded && s.Phase != PhaseFailed
+}
+
+// ParseRollbackState reads snapgate.io/rollback-status; ok is false when there
+// is none or it cannot be read (a hand-edited value starts nothing).
+func ParseRollbackState(annotations map[string]string) (s RollbackState, ok bool) {
+	v, found := annotations[RollbackStatus]
+	if !found || json.Unmarshal([]byte(v), &s) != nil {
+		return RollbackState{}, false
+	}
+	return s, true
+}
+
+// String is the annotation's value.
+func (s RollbackState) String() string {
+	b, _ := json.Marshal(s) // plain strings always marshal
+	return string(b)
+}

@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -34,6 +36,8 @@ import (
 	"github.com/snapgate/snapgate/certs"
 	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/hooks"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+	"github.com/snapgate/snapgate/snapshotter/rollback"
 	snapwebhook "github.com/snapgate/snapgate/webhook"
 )
 
@@ -214,7 +218,15 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		// Only snapgate's own snapshots are cached: the webhook must stay small
 		// in a cluster of thousands of StatefulSets and PVCs, which it reads
 		// from the API server when a change needs them.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&snapv1.VolumeSnapshot{}: {Label: managedBy}}},
+		// StatefulSets are watched as metadata, and only snapgate's annotations
+		// are kept of it: the rollback controller wakes on them.
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				&snapv1.VolumeSnapshot{}: {Label: managedBy},
+				statefulSetMetadata():    {Transform: keepSnapgateAnnotations},
+			},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
 			&appsv1.StatefulSet{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &corev1.Namespace{}, &corev1.Pod{},
 			&snapv1.VolumeSnapshotClass{},
@@ -263,6 +275,16 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	if err := (&snapshotter.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Grace: o.RecordGrace}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up recorder: %w", err)
 	}
+	rollbackMetrics, err := rollback.NewMetrics(metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	if err := (&rollback.Controller{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Clientset: clientset, Engine: engine,
+		Events: mgr.GetEventRecorder("snapgate"), Metrics: rollbackMetrics,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up rollback controller: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -279,6 +301,31 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	}
 	log.Info("Starting", "webhook", net.JoinHostPort(o.WebhookHost, strconv.Itoa(o.WebhookPort)), "budget", o.Budget)
 	return mgr.Start(ctx)
+}
+
+func statefulSetMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
+	return m
+}
+
+// keepSnapgateAnnotations drops every annotation but snapgate's from a cached
+// StatefulSet: kubectl's last-applied-configuration alone would hold a copy of
+// each StatefulSet in memory.
+func keepSnapgateAnnotations(obj any) (any, error) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil
+	}
+	kept := map[string]string{}
+	for k, v := range o.GetAnnotations() {
+		if strings.HasPrefix(k, policy.Prefix) {
+			kept[k] = v
+		}
+	}
+	o.SetAnnotations(kept)
+	o.SetManagedFields(nil)
+	return obj, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

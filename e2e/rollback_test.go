@@ -1,0 +1,288 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapgate/snapgate/e2e/framework"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// TestRollbackRestoresPostgresDataAndTemplate is the seed's story end to end on
+// real PostgreSQL: 10,000 rows; an upgrade, which takes a set; 5,000 more rows
+// and a dropped table; one annotation rolls back. PostgreSQL then starts on the
+// restored volumes and counts 10,000 rows with the table back, the old image is
+// back, and the volume the rollback replaced is kept (Retain) with the
+// 15,000-row state on it.
+func TestRollbackRestoresPostgresDataAndTemplate(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	pg := framework.NewPostgres(t, c, ns)
+	c.Apply(t, ns, pg.StatefulSet("postgres", 2, "postgres:16", map[string]string{"snapgate.io/hook-preset": "postgres"}))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres", "--timeout=90s")
+	pods := []string{"postgres-0", "postgres-1"}
+	for _, pod := range pods {
+		pg.Start(t, pod)
+	}
+	pg.Query(t, "postgres-0", "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 10000) g")
+	pg.Query(t, "postgres-0", "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1), (2)")
+
+	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/postgres", "postgres=postgres:17")
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres", "--timeout=90s")
+	set := annotation(t, c, ns, "postgres", policy.LastSet)
+	if set == "" {
+		t.Fatal("the upgrade recorded no set")
+	}
+	// The bad upgrade's aftermath: more rows, and a table gone.
+	pg.Query(t, "postgres-0", "INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(10001, 15000) g; DROP TABLE customers")
+	old := claimVolumes(t, c, ns, "data-postgres-0", "data-postgres-1")
+	// A rollback scales to 0: the servers end with their pods.
+	for _, pod := range pods {
+		pg.Stop(t, pod)
+	}
+
+	r := c.Kubectl(t, "-n", ns, "annotate", "statefulset/postgres", policy.RollbackTo+"=latest")
+	if r.Err != nil || !strings.Contains(r.Stderr, "rolling statefulset postgres back to latest") {
+		t.Fatalf("annotate: %v\n%s", r.Err, r.Stderr)
+	}
+	st := c.WaitRollback(t, ns, "postgres", 3*time.Minute)
+	if st.Phase != policy.PhaseSucceeded || st.Set != set || st.SafetySet == "" {
+		t.Fatalf("rollback ended %+v; want Succeeded to set %s with a safety set", st, set)
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres", "--timeout=90s")
+	if got := image(t, c, ns, "postgres"); got != "postgres:16" {
+		t.Errorf("image after rollback = %s, want postgres:16", got)
+	}
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "postgres", "-o", "jsonpath={.spec.replicas}"); got != "2" {
+		t.Errorf("replicas after rollback = %s, want 2", got)
+	}
+	for _, pod := range pods {
+		pg.Start(t, pod)
+	}
+	if got := pg.Query(t, "postgres-0", "SELECT count(*) FROM orders"); got != "10000" {
+		t.Errorf("after rollback PostgreSQL counts %s orders, want 10000", got)
+	}
+	if got := pg.Query(t, "postgres-0", "SELECT count(*) FROM customers"); got != "2" {
+		t.Errorf("after rollback the dropped table holds %s rows, want it back with 2", got)
+	}
+
+	// The safety set holds the data the rollback replaced; the replaced volumes
+	// are kept, and still hold the 15,000-row state.
+	var safety int
+	for _, s := range c.Snapshots(t, ns, "postgres") {
+		if s.Labels["snapgate.io/set"] == st.SafetySet && s.Annotations["snapgate.io/reason"] == "rollback" && s.Status != nil && *s.Status.ReadyToUse {
+			safety++
+		}
+	}
+	if safety != 2 {
+		t.Errorf("safety set %s has %d ready snapshots, want 2", st.SafetySet, safety)
+	}
+	now := claimVolumes(t, c, ns, "data-postgres-0", "data-postgres-1")
+	for i, pv := range old {
+		if now[i] == pv {
+			t.Errorf("PVC %d still on PV %s after rollback", i, pv)
+		}
+	}
+	if strings.Join(st.RetainedVolumes, ",") != strings.Join(old, ",") {
+		t.Errorf("status names retained volumes %v, want %v", st.RetainedVolumes, old)
+	}
+	var pv corev1.PersistentVolume
+	if err := c.Ctrl.Get(context.Background(), client.ObjectKey{Name: old[0]}, &pv); err != nil {
+		t.Fatalf("replaced PV %s: %v", old[0], err)
+	}
+	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain || pv.Status.Phase != corev1.VolumeReleased {
+		t.Fatalf("replaced PV %s: reclaim %s, phase %s; want Retain, Released", pv.Name, pv.Spec.PersistentVolumeReclaimPolicy, pv.Status.Phase)
+	}
+	// An operator's way back to the old data: free the volume, claim it, start a server on it.
+	c.MustKubectl(t, "patch", "pv", pv.Name, "--type=merge", "-p", `{"spec":{"claimRef":null}}`)
+	c.Apply(t, ns, fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: replaced
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: %q
+  volumeName: %s
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: replaced
+spec:
+%s  volumes: [{name: data, persistentVolumeClaim: {claimName: replaced}}]
+`, pv.Spec.StorageClassName, pv.Name, strings.ReplaceAll(pg.PodSpec("  "), "IMAGE", "postgres:17")))
+	c.MustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod/replaced", "--timeout=60s")
+	pg.Start(t, "replaced")
+	if got := pg.Query(t, "replaced", "SELECT count(*) FROM orders"); got != "15000" {
+		t.Errorf("the replaced volume counts %s orders, want 15000", got)
+	}
+}
+
+// claimVolumes are the PVs the PVCs are bound to, in order.
+func claimVolumes(t *testing.T, c *framework.Cluster, ns string, pvcs ...string) []string {
+	t.Helper()
+	out := make([]string, len(pvcs))
+	for i, name := range pvcs {
+		var pvc corev1.PersistentVolumeClaim
+		if err := c.Ctrl.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &pvc); err != nil {
+			t.Fatalf("PVC %s: %v", name, err)
+		}
+		out[i] = pvc.Spec.VolumeName
+	}
+	return out
+}
+
+// TestRollbackOfAScaleDownBringsBackTheRemovedReplicas scales 3 -> 1 under
+// whenScaled: Delete (the PVCs of replicas 1 and 2 go with them) and rolls back:
+// three replicas again, each with its own data.
+func TestRollbackOfAScaleDownBringsBackTheRemovedReplicas(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	c.Apply(t, ns, strings.Replace(framework.StatefulSet("db", 3, "postgres:16", nil), "  podManagementPolicy: Parallel\n",
+		"  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Retain}\n", 1))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	// The rollback's scale to 0 held every PVC (Retain), and put Delete back after.
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.persistentVolumeClaimRetentionPolicy.whenScaled}"); got != "Delete" {
+		t.Errorf("whenScaled after rollback = %q, want Delete as before", got)
+	}
+	for i := range 3 {
+		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo replica $POD_NAME > marker")
+	}
+	c.MustKubectl(t, "-n", ns, "scale", "statefulset/db", "--replicas=1")
+	waitClaimsGone(t, c, ns, "data-db-1", "data-db-2")
+
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.RollbackTo+"=latest")
+	if st := c.WaitRollback(t, ns, "db", 3*time.Minute); st.Phase != policy.PhaseSucceeded {
+		t.Fatalf("rollback ended %+v", st)
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	// The rollback's scale to 0 held every PVC (Retain), and put Delete back after.
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.persistentVolumeClaimRetentionPolicy.whenScaled}"); got != "Delete" {
+		t.Errorf("whenScaled after rollback = %q, want Delete as before", got)
+	}
+	for i := range 3 {
+		pod := fmt.Sprintf("db-%d", i)
+		if got := strings.TrimSpace(c.MustKubectl(t, "-n", ns, "exec", pod, "--", "cat", "marker")); got != "replica "+pod {
+			t.Errorf("%s holds %q, want its own data", pod, got)
+		}
+	}
+}
+
+func waitClaimsGone(t *testing.T, c *framework.Cluster, ns string, pvcs ...string) {
+	t.Helper()
+	for _, pvc := range pvcs {
+		c.MustKubectl(t, "-n", ns, "wait", "--for=delete", "pvc/"+pvc, "--timeout=60s")
+	}
+}
+
+// TestRollbackResumesAfterTheControllerIsKilled kills snapgate while the
+// rollback takes its safety set (the class makes that slow), starts it again,
+// and gets the same result: one safety set, the data and template restored.
+func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	c.Apply(t, "", framework.SnapshotClass(ns+"-slow", map[string]string{"readyDelay": "4s"}))
+	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", ns+"-slow") })
+	newGuarded(t, c, ns, "db", 2, nil)
+	for i := range 2 {
+		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo v1 > marker")
+	}
+	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	for i := range 2 {
+		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo v2 > marker")
+	}
+	// Only the safety set is slow: the class is named after the upgrade.
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", "snapgate.io/snapshot-class="+ns+"-slow")
+
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.RollbackTo+"=latest")
+	c.WaitRollbackPhase(t, ns, "db", policy.PhaseSafetySet, time.Minute)
+	c.KillSnapgate(t)
+	c.StartSnapgate(t)
+	st := c.WaitRollback(t, ns, "db", 3*time.Minute)
+	if st.Phase != policy.PhaseSucceeded {
+		t.Fatalf("rollback ended %+v", st)
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	if got := image(t, c, ns, "db"); got != "postgres:16" {
+		t.Errorf("image = %s, want postgres:16", got)
+	}
+	for i := range 2 {
+		if got := strings.TrimSpace(c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "cat", "marker")); got != "v1" {
+			t.Errorf("db-%d holds %q, want v1", i, got)
+		}
+	}
+	sets := map[string]int{}
+	for _, s := range c.Snapshots(t, ns, "db") {
+		sets[s.Annotations["snapgate.io/reason"]+" "+s.Labels["snapgate.io/set"]]++
+	}
+	if len(sets) != 2 || sets["rollback "+st.SafetySet] != 2 {
+		t.Errorf("sets after a resumed rollback: %v; want the upgrade's and one safety set %s of 2", sets, st.SafetySet)
+	}
+}
+
+// TestRollbackToAForeignOrUnreadySetIsRefused: a set of another StatefulSet,
+// or one whose snapshots are not ready, is refused with the reason, the trigger
+// is removed, and nothing changes.
+func TestRollbackToAForeignOrUnreadySetIsRefused(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	c.Apply(t, "", framework.SnapshotClass(ns+"-never", map[string]string{"readyDelay": "1h"}))
+	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", ns+"-never") })
+	newGuarded(t, c, ns, "a", 1, nil)
+	newGuarded(t, c, ns, "b", 1, map[string]string{"snapgate.io/snapshot-class": ns + "-never"})
+	snapgate := func(args ...string) string {
+		r := c.Run(t, "", c.Bin("snapgate"), append(args, "--kubeconfig", c.Kubeconfig, "-n", ns)...)
+		if r.Err != nil {
+			t.Fatalf("snapgate %v: %v\n%s", args, r.Err, r.Stderr)
+		}
+		return r.Stdout
+	}
+	snapgate("snapshot", "sts/a")
+	snapgate("snapshot", "sts/b", "--wait-for", "cut")
+	setOf := func(sts string) string { return c.Snapshots(t, ns, sts)[0].Labels["snapgate.io/set"] }
+	pvcUID := func(name string) string {
+		return c.MustKubectl(t, "-n", ns, "get", "pvc", name, "-o", "jsonpath={.metadata.uid}")
+	}
+
+	for _, tc := range []struct{ sts, set, want string }{
+		{"a", setOf("b"), "belongs to statefulset \"b\", not a"},
+		{"b", setOf("b"), "not ready to use yet"},
+		{"a", "a-nosuchset", "has no snapshot set \"a-nosuchset\""},
+	} {
+		before := pvcUID("data-" + tc.sts + "-0")
+		gen := c.MustKubectl(t, "-n", ns, "get", "statefulset", tc.sts, "-o", "jsonpath={.metadata.generation}")
+		c.MustKubectl(t, "-n", ns, "annotate", "statefulset/"+tc.sts, policy.RollbackTo+"="+tc.set)
+		st := c.WaitRollback(t, ns, tc.sts, time.Minute)
+		if st.Phase != policy.PhaseFailed || !strings.Contains(st.Message, tc.want) || !strings.Contains(st.Message, "nothing was changed") {
+			t.Errorf("rollback of %s to %s: %+v; want Failed: %q", tc.sts, tc.set, st, tc.want)
+		}
+		if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", tc.sts, "-o", "jsonpath={.metadata.generation}"); got != gen {
+			t.Errorf("%s: generation %s -> %s after a refused rollback", tc.sts, gen, got)
+		}
+		if got := pvcUID("data-" + tc.sts + "-0"); got != before {
+			t.Errorf("%s: PVC replaced after a refused rollback", tc.sts)
+		}
+		var sts appsv1.StatefulSet
+		if err := c.Ctrl.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: tc.sts}, &sts); err != nil {
+			t.Fatal(err)
+		}
+		if *sts.Spec.Replicas != 1 {
+			t.Errorf("%s: replicas %d after a refused rollback", tc.sts, *sts.Spec.Replicas)
+		}
+	}
+	events := c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=RollbackRefused", "-o", "name")
+	if n := len(strings.Fields(events)); n != 3 {
+		t.Errorf("%d RollbackRefused events, want 3", n)
+	}
+}
