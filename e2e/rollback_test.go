@@ -161,9 +161,21 @@ func TestRollbackOfAScaleDownBringsBackTheRemovedReplicas(t *testing.T) {
 	c.MustKubectl(t, "-n", ns, "scale", "statefulset/db", "--replicas=1")
 	waitClaimsGone(t, c, ns, "data-db-1", "data-db-2")
 
-	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.RollbackTo+"=latest")
-	if st := c.WaitRollback(t, ns, "db", 3*time.Minute); st.Phase != policy.PhaseSucceeded {
-		t.Fatalf("rollback ended %+v", st)
+	// The plugin's way: describe the set, then roll back and follow it.
+	set := c.Snapshots(t, ns, "db")[0].Labels["snapgate.io/set"]
+	snapgate := func(args ...string) framework.Result {
+		return c.Run(t, "", c.Bin("snapgate"), append(args, "--kubeconfig", c.Kubeconfig, "-n", ns)...)
+	}
+	if r := snapgate("describe", "set", set); r.Err != nil || !strings.Contains(r.Stdout, "Replicas:      3 before the change, 1 after") ||
+		!strings.Contains(r.Stdout, "data-db-2-") {
+		t.Fatalf("describe set %s: %v\n%s%s", set, r.Err, r.Stdout, r.Stderr)
+	}
+	if r := snapgate("rollback", "sts/db", "--to", "db-nosuchset"); r.Err == nil || !strings.Contains(r.Stderr, "has no such set; it has: "+set) {
+		t.Fatalf("rollback to a set that is not there: %v\n%s", r.Err, r.Stderr)
+	}
+	r := snapgate("rollback", "sts/db", "--wait")
+	if r.Err != nil || !strings.Contains(r.Stdout, "ReplacingClaims") || !strings.Contains(r.Stdout, "Rolled back: restored 2 PVCs from set "+set) {
+		t.Fatalf("snapgate rollback --wait: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
 	// The rollback's scale to 0 held every PVC (Retain), and put Delete back after.
