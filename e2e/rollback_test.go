@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -296,5 +297,95 @@ func TestRollbackToAForeignOrUnreadySetIsRefused(t *testing.T) {
 	events := c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=RollbackRefused", "-o", "name")
 	if n := len(strings.Fields(events)); n != 3 {
 		t.Errorf("%d RollbackRefused events, want 3", n)
+	}
+}
+
+// TestRetentionKeepsExactlyNSets takes four sets of a StatefulSet that keeps
+// two: the two newest stay. Deleting the StatefulSet then takes a last set, and
+// what is left is never pruned.
+func TestRetentionKeepsExactlyNSets(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	newGuarded(t, c, ns, "db", 1, map[string]string{policy.Keep: "2"})
+	var taken []string
+	for range 4 {
+		r := c.Run(t, "", c.Bin("snapgate"), "snapshot", "sts/db", "--kubeconfig", c.Kubeconfig, "-n", ns)
+		if r.Err != nil {
+			t.Fatalf("snapgate snapshot: %v\n%s", r.Err, r.Stderr)
+		}
+		taken = append(taken, strings.TrimSuffix(strings.Fields(strings.SplitAfter(r.Stdout, "Took snapshot set ")[1])[0], ":"))
+	}
+	want := strings.Join(taken[2:], " ")
+	if got := waitSets(t, c, ns, "db", 2); got != want {
+		t.Fatalf("sets kept = %s, want the two newest: %s", got, want)
+	}
+	// Events are written in the background: each pruned set gets one, naming it.
+	for _, set := range taken[:2] {
+		waitFor(t, 10*time.Second, func() bool {
+			return strings.Contains(c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=SnapshotSetPruned", "-o", "jsonpath={.items[*].message}"), set)
+		}, "a SnapshotSetPruned event naming "+set)
+	}
+
+	c.MustKubectl(t, "-n", ns, "delete", "statefulset", "db", "--wait")
+	got := waitSets(t, c, ns, "db", 2)
+	if !strings.Contains(got, taken[3]) {
+		t.Fatalf("after the delete: sets %s; want the delete's set and %s", got, taken[3])
+	}
+	// Every snapshot of what is left becomes ready (each a watch event for the
+	// pruner) with the StatefulSet gone, and nothing more is deleted.
+	for _, s := range strings.Fields(got) {
+		c.MustKubectl(t, "-n", ns, "wait", "--for=jsonpath={.status.readyToUse}=true", "volumesnapshot", "-l", "snapgate.io/set="+s, "--timeout=60s")
+	}
+	time.Sleep(2 * time.Second)
+	if after := setNames(t, c, ns, "db"); after != got {
+		t.Fatalf("sets of the deleted StatefulSet went from %s to %s", got, after)
+	}
+}
+
+// setNames are the sets of a StatefulSet's snapshots, oldest first.
+func setNames(t *testing.T, c *framework.Cluster, ns, sts string) string {
+	t.Helper()
+	var names []string
+	seen := map[string]bool{}
+	snaps := c.Snapshots(t, ns, sts)
+	at := func(i int) time.Time {
+		t, _ := time.Parse(time.RFC3339Nano, snaps[i].Annotations["snapgate.io/taken-at"])
+		return t
+	}
+	sort.Slice(snaps, func(i, j int) bool { return at(i).Before(at(j)) })
+	for _, s := range snaps {
+		if set := s.Labels["snapgate.io/set"]; !seen[set] {
+			seen[set] = true
+			names = append(names, set)
+		}
+	}
+	return strings.Join(names, " ")
+}
+
+// waitFor polls cond until it holds, or fails the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitSets waits until the StatefulSet has n sets and returns them.
+func waitSets(t *testing.T, c *framework.Cluster, ns, sts string, n int) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := setNames(t, c, ns, sts)
+		if len(strings.Fields(got)) == n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("statefulset %s has sets %s, want %d", sts, got, n)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

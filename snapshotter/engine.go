@@ -136,6 +136,7 @@ func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
 		}
 	}
 	if prog.Found < prog.Total {
+		plan.takenAt = start
 		if prog, err = e.cut(ctx, plan, start, &created); err != nil {
 			return prog, err
 		}
@@ -240,6 +241,7 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 		AnnotationStatefulSetUID: string(old.UID),
 		AnnotationRequestedBy:    plan.Change.UserInfo.Username,
 		AnnotationGeneration:     strconv.FormatInt(old.Generation, 10),
+		AnnotationTakenAt:        plan.takenAt.UTC().Format(time.RFC3339Nano),
 	}
 	if plan.Change.RecordPending {
 		ann[AnnotationRecordPending] = "true"
@@ -337,8 +339,10 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 	log.FromContext(ctx).Info("Snapshot set taken", "statefulSet", plan.StatefulSet, "set", plan.Set,
 		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed,
 		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt)
-	if e.Events != nil {
-		e.Events.Eventf(plan.Change.Old, nil, corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
+	if e.Events != nil && len(plan.Snapshots) > 0 {
+		// Related to the set's first snapshot: the event library folds events
+		// of one object, reason and related object into one series.
+		e.Events.Eventf(plan.Change.Old, snapshotRef(plan.StatefulSet.Namespace, plan.Snapshots[0].Name), corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
 			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username)
 	}
 }

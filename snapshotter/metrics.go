@@ -9,6 +9,7 @@ import (
 // Metrics are the engine's Prometheus metrics. A nil *Metrics records nothing.
 type Metrics struct {
 	setsCreated *prometheus.CounterVec
+	setsPruned  prometheus.Counter
 	cut, ready  prometheus.Histogram
 	hooks       *prometheus.HistogramVec
 	hookErrors  *prometheus.CounterVec
@@ -22,6 +23,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "snapgate_snapshot_sets_created_total",
 			Help: "Snapshot sets created, by the change they were taken for.",
 		}, []string{"reason"}),
+		setsPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "snapgate_snapshot_sets_pruned_total",
+			Help: "Snapshot sets deleted by retention (snapgate.io/keep) or because their change was never admitted.",
+		}),
 		cut: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "snapgate_snapshot_set_cut_seconds", Buckets: buckets,
 			Help: "Time from starting a set to every snapshot of it being cut, hooks included.",
@@ -39,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Hook commands that failed or timed out, by phase (pre, post).",
 		}, []string{"phase"}),
 	}
-	for _, c := range []prometheus.Collector{m.setsCreated, m.cut, m.ready, m.hooks, m.hookErrors} {
+	for _, c := range []prometheus.Collector{m.setsCreated, m.setsPruned, m.cut, m.ready, m.hooks, m.hookErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -55,6 +60,12 @@ func (m *Metrics) setTaken(reason string, prog Progress) {
 	m.cut.Observe(prog.CutAt.Seconds())
 	if prog.ReadyAt > 0 {
 		m.ready.Observe(prog.ReadyAt.Seconds())
+	}
+}
+
+func (m *Metrics) setPruned() {
+	if m != nil {
+		m.setsPruned.Inc()
 	}
 }
 

@@ -40,6 +40,9 @@ const (
 	// AnnotationGeneration is the StatefulSet's generation the set was taken
 	// from: it orders sets, where creation times (whole seconds) may tie.
 	AnnotationGeneration = policy.Prefix + "statefulset-generation"
+	// AnnotationTakenAt is when the set was started, to the nanosecond:
+	// creation times are whole seconds, and sets taken on demand can tie.
+	AnnotationTakenAt = policy.Prefix + "taken-at"
 	// AnnotationRecordPending marks a set whose change could not carry the record
 	// itself (a scale through the scale subresource): the Recorder writes it onto
 	// the StatefulSet once the change is stored.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"golang.org/x/sync/errgroup"
@@ -57,6 +58,8 @@ type Plan struct {
 	// Change is the change the set is taken for.
 	Change Change
 
+	// takenAt is when Take started creating the set.
+	takenAt time.Time
 	// checked says PVCs and classes were read; a plan of an existing set
 	// skips that, and must be completed before it creates anything.
 	checked bool

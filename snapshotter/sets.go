@@ -31,6 +31,15 @@ type SetInfo struct {
 	Generation int64 `json:"generation"`
 }
 
+// takenAt is when a snapshot's set was started, to the nanosecond where
+// recorded, else its creation time.
+func takenAt(vs *snapv1.VolumeSnapshot) time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, vs.Annotations[AnnotationTakenAt]); err == nil {
+		return t
+	}
+	return vs.CreationTimestamp.Time
+}
+
 // ListSets returns the snapshot sets of a StatefulSet, newest first: by the
 // generation they were taken from, then by time.
 func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet string) ([]SetInfo, error) {
@@ -42,16 +51,19 @@ func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet strin
 	sets := map[string]*SetInfo{}
 	for i := range list.Items {
 		vs := &list.Items[i]
+		if vs.DeletionTimestamp != nil {
+			continue // being pruned or deleted: no longer part of a set
+		}
 		name := vs.Labels[LabelSet]
 		s, ok := sets[name]
 		if !ok {
 			gen, _ := strconv.ParseInt(vs.Annotations[AnnotationGeneration], 10, 64)
 			s = &SetInfo{Name: name, StatefulSet: statefulSet, Reason: vs.Annotations[AnnotationReason], Generation: gen,
-				Created: vs.CreationTimestamp.Time, RequestedBy: vs.Annotations[AnnotationRequestedBy], Snapshot: map[string]string{}}
+				Created: takenAt(vs), RequestedBy: vs.Annotations[AnnotationRequestedBy], Snapshot: map[string]string{}}
 			sets[name] = s
 		}
-		if vs.CreationTimestamp.Time.Before(s.Created) {
-			s.Created = vs.CreationTimestamp.Time
+		if created := takenAt(vs); created.Before(s.Created) {
+			s.Created = created
 		}
 		s.Snapshots++
 		if src := vs.Spec.Source.PersistentVolumeClaimName; src != nil {

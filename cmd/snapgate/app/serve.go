@@ -72,6 +72,10 @@ type ServeOptions struct {
 	// RecordGrace is how long to wait for a scale to be stored before its set
 	// is taken as never admitted.
 	RecordGrace time.Duration
+	// Keep is how many sets a StatefulSet keeps when snapgate.io/keep does not say.
+	Keep int
+	// UnadmittedGrace is how long a set whose change never landed is kept.
+	UnadmittedGrace time.Duration
 	// KubeAPIQPS and KubeAPIBurst limit snapgate's requests to the API server.
 	// Planning a set reads two objects per PVC, so client-go's default of 5 per
 	// second would make a 10-replica set wait seconds on snapgate's own client.
@@ -84,17 +88,19 @@ type ServeOptions struct {
 // NewServeOptions returns the defaults.
 func NewServeOptions() *ServeOptions {
 	return &ServeOptions{
-		Namespace:      "snapgate-system",
-		WebhookPort:    9443,
-		CertDir:        "/tmp/snapgate/certs",
-		Budget:         snapwebhook.DefaultBudget,
-		WebhookTimeout: 30 * time.Second,
-		MetricsAddr:    ":8080",
-		ProbeAddr:      ":8081",
-		LeaderElect:    true,
-		RecordGrace:    snapshotter.DefaultRecordGrace,
-		KubeAPIQPS:     50,
-		KubeAPIBurst:   100,
+		Namespace:       "snapgate-system",
+		WebhookPort:     9443,
+		CertDir:         "/tmp/snapgate/certs",
+		Budget:          snapwebhook.DefaultBudget,
+		WebhookTimeout:  30 * time.Second,
+		MetricsAddr:     ":8080",
+		ProbeAddr:       ":8081",
+		LeaderElect:     true,
+		RecordGrace:     snapshotter.DefaultRecordGrace,
+		Keep:            snapshotter.DefaultKeep,
+		UnadmittedGrace: snapshotter.DefaultUnadmittedGrace,
+		KubeAPIQPS:      50,
+		KubeAPIBurst:    100,
 	}
 }
 
@@ -114,6 +120,8 @@ func (o *ServeOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 turns them off")
 	f.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run the controllers on one replica at a time")
 	f.DurationVar(&o.RecordGrace, "record-grace", o.RecordGrace, "how long to wait for a scale to be stored before its set counts as never admitted")
+	f.IntVar(&o.Keep, "keep", o.Keep, "snapshot sets each StatefulSet keeps when its snapgate.io/keep does not say; older ones are deleted")
+	f.DurationVar(&o.UnadmittedGrace, "unadmitted-grace", o.UnadmittedGrace, "how long a set whose change was never admitted is kept before it is deleted")
 	f.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "requests per second to the API server, on average")
 	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests to the API server in a burst")
 	f.BoolVar(&o.Development, "development", o.Development, "human-readable logs")
@@ -145,6 +153,12 @@ func (o *ServeOptions) Validate() error {
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps=%v and --kube-api-burst=%d: must be above 0", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	if o.Keep < 1 || o.Keep > 1000 {
+		errs = append(errs, fmt.Errorf("--keep=%d: must be from 1 to 1000", o.Keep))
+	}
+	if o.UnadmittedGrace < time.Minute {
+		errs = append(errs, fmt.Errorf("--unadmitted-grace=%s: must be at least 1m, or a retried change would lose its set", o.UnadmittedGrace))
 	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace: must name snapgate's own namespace"))
@@ -222,8 +236,8 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		// are kept of it: the rollback controller wakes on them.
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
-				&snapv1.VolumeSnapshot{}: {Label: managedBy},
-				statefulSetMetadata():    {Transform: keepSnapgateAnnotations},
+				&snapv1.VolumeSnapshot{}:          {Label: managedBy},
+				snapshotter.StatefulSetMetadata(): {Transform: keepSnapgateAnnotations},
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
@@ -285,6 +299,12 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up rollback controller: %w", err)
 	}
+	if err := (&snapshotter.Pruner{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace,
+		Events: mgr.GetEventRecorder("snapgate"), Metrics: engineMetrics,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up pruner: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -301,12 +321,6 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	}
 	log.Info("Starting", "webhook", net.JoinHostPort(o.WebhookHost, strconv.Itoa(o.WebhookPort)), "budget", o.Budget)
 	return mgr.Start(ctx)
-}
-
-func statefulSetMetadata() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
-	return m
 }
 
 // keepSnapgateAnnotations drops every annotation but snapgate's from a cached

@@ -125,7 +125,7 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 	start := o.Now()
 	change := snapshotter.Change{
 		Reason: policy.ReasonManual, Old: &sts, NewReplicas: snapshotter.Replicas(&sts),
-		Nonce: start.UTC().Format(time.RFC3339), UserInfo: whoAmI(ctx, c),
+		Nonce: start.UTC().Format(time.RFC3339Nano), UserInfo: whoAmI(ctx, c),
 	}
 	plan, err := engine.Plan(ctx, change, p)
 	if err != nil {

@@ -1,0 +1,236 @@
+package snapshotter
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// Defaults of the Pruner.
+const (
+	// DefaultKeep is how many sets a StatefulSet keeps when snapgate.io/keep
+	// does not say.
+	DefaultKeep = 5
+	// DefaultUnadmittedGrace is how long a set whose change has not landed is
+	// kept: a denied request is often retried within minutes, and finds its set.
+	DefaultUnadmittedGrace = 30 * time.Minute
+)
+
+// Pruner deletes a StatefulSet's oldest sets beyond snapgate.io/keep, and sooner
+// the sets whose change was never admitted. It never deletes a set of a
+// StatefulSet that is gone (deleting a StatefulSet never deletes its sets), a
+// set a rollback uses or is asked for, or the last admitted set.
+// A reconcile request names a StatefulSet.
+type Pruner struct {
+	// Client reads VolumeSnapshots from the cache and deletes them.
+	Client client.Client
+	// Reader reads StatefulSets from the API server, uncached.
+	Reader client.Reader
+	// Keep is the default of snapgate.io/keep; DefaultKeep when zero.
+	Keep int
+	// UnadmittedGrace is how long a set whose change has not landed is kept;
+	// DefaultUnadmittedGrace when zero.
+	UnadmittedGrace time.Duration
+	// Events records each pruned set on its StatefulSet.
+	Events events.EventRecorder
+	// Metrics, when set, counts pruned sets.
+	Metrics *Metrics
+	// Now is the clock (injected to make testing simpler); time.Now when nil.
+	Now func() time.Time
+}
+
+var _ reconcile.Reconciler = (*Pruner)(nil)
+
+// SetupWithManager registers the Pruner on snapgate's snapshots and on changes
+// of snapgate.io/keep.
+func (p *Pruner) SetupWithManager(mgr ctrl.Manager) error {
+	keepChanged := predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld.GetAnnotations()[policy.Keep] != e.ObjectNew.GetAnnotations()[policy.Keep]
+		},
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("pruner").
+		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(statefulSetRequest)).
+		WatchesMetadata(StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(keepChanged)).
+		Complete(p)
+}
+
+// StatefulSetMetadata is the metadata-only form in which snapgate's controllers
+// watch StatefulSets.
+func StatefulSetMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
+	return m
+}
+
+func statefulSetRequest(_ context.Context, o client.Object) []reconcile.Request {
+	sts := o.GetLabels()[LabelStatefulSet]
+	if sts == "" || o.GetLabels()[LabelManagedBy] != ManagedBy {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: sts}}}
+}
+
+// Reconcile prunes the sets of one StatefulSet.
+func (p *Pruner) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var sts appsv1.StatefulSet
+	if err := p.Reader.Get(ctx, req.NamespacedName, &sts); err != nil {
+		// Gone: its sets are all that is left of its data.
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	sets, err := ListSets(ctx, p.Client, sts.Namespace, sts.Name)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	var snaps snapv1.VolumeSnapshotList
+	if err := p.Client.List(ctx, &snaps, client.InNamespace(sts.Namespace),
+		client.MatchingLabels{LabelStatefulSet: LabelValue(sts.Name), LabelManagedBy: ManagedBy}); err != nil {
+		return reconcile.Result{}, fmt.Errorf("list snapshots of statefulset %s: %w", req, err)
+	}
+	prune, requeue := p.PlanPrune(&sts, sets, uids(snaps.Items))
+	for _, d := range prune {
+		if err := p.deleteSet(ctx, &sts, d, sets); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// uids maps each set to the StatefulSet UID its snapshots record.
+func uids(snaps []snapv1.VolumeSnapshot) map[string]string {
+	out := map[string]string{}
+	for _, vs := range snaps {
+		out[vs.Labels[LabelSet]] = vs.Annotations[AnnotationStatefulSetUID]
+	}
+	return out
+}
+
+// Pruned is a set to delete, and why.
+type Pruned struct {
+	Set, Why string
+}
+
+// PlanPrune decides which of a StatefulSet's sets (newest first) go: the ones
+// whose change never landed, once the grace is over, and the oldest beyond
+// keep. requeue is when the next unadmitted set's grace ends (0 for none).
+func (p *Pruner) PlanPrune(sts *appsv1.StatefulSet, sets []SetInfo, setUIDs map[string]string) (prune []Pruned, requeue time.Duration) {
+	pol, _ := policy.Parse(sts)
+	keep := pol.Keep
+	if keep == 0 {
+		keep = p.keep()
+	}
+	protected := map[string]bool{sts.Annotations[policy.LastSet]: true}
+	if st, ok := policy.ParseRollbackState(sts.Annotations); ok && st.InProgress() {
+		protected[st.Request], protected[st.Set], protected[st.SafetySet] = true, true, true
+	}
+	protected[sts.Annotations[policy.RollbackTo]] = true
+	kept := 0
+	for _, s := range sets {
+		switch {
+		case protected[s.Name]:
+			continue // kept over and above keep
+		case setUIDs[s.Name] != string(sts.UID):
+			continue // of an earlier StatefulSet of this name: never pruned, not counted
+		}
+		if p.unadmitted(sts, s) {
+			if wait := p.unadmittedGrace() - p.now().Sub(s.Created); wait > 0 {
+				if requeue == 0 || wait < requeue {
+					requeue = wait
+				}
+			} else {
+				prune = append(prune, Pruned{Set: s.Name, Why: fmt.Sprintf("its %s change was never admitted (the StatefulSet is still at generation %d after %s)",
+					s.Reason, s.Generation, p.unadmittedGrace())})
+				continue
+			}
+		}
+		kept++
+		if kept > keep {
+			prune = append(prune, Pruned{Set: s.Name, Why: fmt.Sprintf("the StatefulSet keeps its %d newest sets (%s)", keep, policy.Keep)})
+		}
+	}
+	return prune, requeue
+}
+
+// unadmitted reports whether the change a set was taken for has not landed:
+// a change that lands moves the StatefulSet past the generation recorded on
+// the set. Sets taken on demand or by a rollback are for no change.
+func (p *Pruner) unadmitted(sts *appsv1.StatefulSet, s SetInfo) bool {
+	if !slices.Contains([]string{string(policy.ReasonTemplate), string(policy.ReasonScaleDown)}, s.Reason) {
+		return false
+	}
+	return s.Generation == sts.Generation
+}
+
+func (p *Pruner) deleteSet(ctx context.Context, sts *appsv1.StatefulSet, d Pruned, sets []SetInfo) error {
+	err := p.Client.DeleteAllOf(ctx, &snapv1.VolumeSnapshot{}, client.InNamespace(sts.Namespace),
+		client.MatchingLabels{LabelSet: d.Set, LabelManagedBy: ManagedBy})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("prune set %s of statefulset %s/%s: %w", d.Set, sts.Namespace, sts.Name, err)
+	}
+	p.Metrics.setPruned()
+	log.FromContext(ctx).Info("Snapshot set pruned", "statefulSet", client.ObjectKeyFromObject(sts), "set", d.Set, "why", d.Why)
+	if p.Events != nil {
+		// Related to the set, or the event library folds every prune of this
+		// StatefulSet into one series under the first set's message.
+		var related runtime.Object
+		for _, s := range sets {
+			for _, name := range s.Snapshot {
+				if s.Name == d.Set && related == nil {
+					related = snapshotRef(sts.Namespace, name)
+				}
+			}
+		}
+		p.Events.Eventf(sts, related, corev1.EventTypeNormal, "SnapshotSetPruned", "Prune", "Deleted snapshot set %s: %s", d.Set, d.Why)
+	}
+	return nil
+}
+
+// snapshotRef is a snapshot of a set, for an Event's related object.
+func snapshotRef(namespace, name string) *snapv1.VolumeSnapshot {
+	return &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+}
+
+func (p *Pruner) keep() int {
+	if p.Keep > 0 {
+		return p.Keep
+	}
+	return DefaultKeep
+}
+
+func (p *Pruner) unadmittedGrace() time.Duration {
+	if p.UnadmittedGrace > 0 {
+		return p.UnadmittedGrace
+	}
+	return DefaultUnadmittedGrace
+}
+
+func (p *Pruner) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,86 @@
+package snapshotter
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+func TestPlanPrune(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	p := &Pruner{Keep: 3, UnadmittedGrace: 10 * time.Minute, Now: func() time.Time { return now }}
+	sts := func(gen int64, ann map[string]string) *appsv1.StatefulSet {
+		return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "pg", UID: "uid", Generation: gen, Annotations: ann}}
+	}
+	// set builds sets newest first: name, reason, generation, age.
+	set := func(name, reason string, gen int64, age time.Duration) SetInfo {
+		return SetInfo{Name: name, Reason: reason, Generation: gen, Created: now.Add(-age)}
+	}
+	ours := func(sets []SetInfo, others ...string) map[string]string {
+		m := map[string]string{}
+		for _, s := range sets {
+			m[s.Name] = "uid"
+		}
+		for _, o := range others {
+			m[o] = "earlier-uid"
+		}
+		return m
+	}
+	history := []SetInfo{
+		set("s6", "template", 6, time.Hour), set("s5", "manual", 5, 2*time.Hour), set("s4", "scale-down", 4, 3*time.Hour),
+		set("s3", "template", 3, 4*time.Hour), set("s2", "rollback", 2, 5*time.Hour), set("s1", "template", 1, 6*time.Hour),
+	}
+	tests := map[string]struct {
+		sts     *appsv1.StatefulSet
+		sets    []SetInfo
+		uids    map[string]string
+		want    string
+		requeue time.Duration
+	}{
+		"keeps the newest N": {sts: sts(7, nil), sets: history, uids: ours(history), want: "s3 s2 s1"},
+		"snapgate.io/keep overrides the default": {
+			sts: sts(7, map[string]string{policy.Keep: "5"}), sets: history, uids: ours(history), want: "s1",
+		},
+		"the last set and a rollback's sets are kept over and above keep": {
+			sts:  sts(7, map[string]string{policy.LastSet: "s1", policy.RollbackStatus: policy.RollbackState{Request: "latest", Set: "s3", SafetySet: "s2", Phase: policy.PhaseScalingDown}.String()}),
+			sets: history, uids: ours(history), want: "",
+		},
+		"a set asked for by rollback-to is kept": {
+			sts: sts(7, map[string]string{policy.RollbackTo: "s1"}), sets: history, uids: ours(history), want: "s3 s2",
+		},
+		"sets of an earlier StatefulSet of the same name are kept, and do not count": {
+			sts: sts(7, nil), sets: history, uids: ours(history[:4], "s2", "s1"), want: "s3",
+		},
+		"a set whose change never landed goes after the grace, and does not count": {
+			sts:  sts(6, nil),
+			sets: []SetInfo{set("new", "template", 6, 11*time.Minute), set("a", "template", 5, time.Hour), set("b", "template", 4, time.Hour), set("c", "template", 3, time.Hour)},
+			uids: ours([]SetInfo{{Name: "new"}, {Name: "a"}, {Name: "b"}, {Name: "c"}}), want: "new",
+		},
+		"a set whose change may still land is kept until the grace ends": {
+			sts:  sts(6, nil),
+			sets: []SetInfo{set("new", "scale-down", 6, 4*time.Minute), set("a", "template", 5, time.Hour)},
+			uids: ours([]SetInfo{{Name: "new"}, {Name: "a"}}), want: "", requeue: 6 * time.Minute,
+		},
+		"a set taken on demand at the current generation is not unadmitted": {
+			sts: sts(6, nil), sets: []SetInfo{set("m", "manual", 6, time.Hour)}, uids: ours([]SetInfo{{Name: "m"}}), want: "",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			prune, requeue := p.PlanPrune(tc.sts, tc.sets, tc.uids)
+			var got []string
+			for _, d := range prune {
+				got = append(got, d.Set)
+			}
+			if strings.Join(got, " ") != tc.want || requeue != tc.requeue {
+				t.Fatalf("prune %v, requeue %s; want %q, %s (%s)", got, requeue, tc.want, tc.requeue, fmt.Sprint(prune))
+			}
+		})
+	}
+}
