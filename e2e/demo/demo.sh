@@ -2,8 +2,9 @@
 # The demo: a guarded PostgreSQL StatefulSet on the local stack (one real
 # PostgreSQL server per pod, on that pod's volume) gets an upgrade through
 # `kubectl apply`; snapgate runs CHECKPOINT in every replica and snapshots all of
-# them before the upgrade is admitted; a volume restored from the snapshot holds
-# the data. Run it with `make demo` (which starts the stack and snapgate).
+# them before the upgrade is admitted; after a bad change, `snapgate rollback`
+# brings back data, pod template and replicas. Run it with `make demo` (which
+# starts the stack and snapgate).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -82,6 +83,10 @@ for pod in $("$kubectl" -n "$ns" get pods -o name 2>/dev/null); do
   "$kubectl" -n "$ns" exec "${pod#pod/}" -- "$pgbin/pg_ctl" -D pgdata -m fast stop >/dev/null 2>&1 || true
 done
 "$kubectl" delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+# And the volumes an earlier run's rollback kept (reclaim policy Retain).
+for pv in $("$kubectl" get pv -o jsonpath="{range .items[*]}{.metadata.name} {.metadata.annotations.snapgate\.io/replaced-claim}{'\n'}{end}" | awk -v ns="$ns/" 'index($2, ns) == 1 {print $1}'); do
+  "$kubectl" delete pv "$pv" --wait=false >/dev/null
+done
 run "$kubectl" create namespace "$ns"
 
 step "A guarded PostgreSQL StatefulSet (label snapgate.io/guard=enabled, preset postgres), 3 replicas"
@@ -89,8 +94,8 @@ manifest postgres:16 | run "$kubectl" apply -f -
 run "$kubectl" -n "$ns" rollout status statefulset/postgres --timeout=120s
 for i in 0 1 2; do start_postgres "postgres-$i"; done
 
-step "10,000 orders in postgres-0"
-run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAtq -c "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 10000) g"
+step "10,000 orders and 2 customers in postgres-0"
+run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAtq -c "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 10000) g; CREATE TABLE customers (name text); INSERT INTO customers VALUES ('ada'), ('grace')"
 run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAt -c "SELECT count(*) FROM orders"
 
 step "The upgrade: kubectl apply with postgres:17 (snapgate checkpoints and snapshots every replica first)"
@@ -108,34 +113,28 @@ step "The record on the StatefulSet, and the Event"
 run "$kubectl" -n "$ns" get statefulset postgres -o jsonpath='last-set: {.metadata.annotations.snapgate\.io/last-set}{"\n"}last-reason: {.metadata.annotations.snapgate\.io/last-reason}{"\n"}last-snapshots: {.metadata.annotations.snapgate\.io/last-snapshots}{"\n"}image: {.spec.template.spec.containers[0].image}{"\n"}'
 run "$kubectl" -n "$ns" get events --field-selector reason=SnapshotSetTaken -o custom-columns=REASON:.reason,MESSAGE:.message
 
-step "After the upgrade, a mistake: the orders table is dropped"
-run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAtq -c "DROP TABLE orders"
+step "After the upgrade, mistakes: 5,000 more orders, then the customers table dropped"
+run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAtq -c "INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(10001, 15000) g; DROP TABLE customers"
+run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAt -c "SELECT count(*) FROM orders"
 
-set=$("$kubectl" -n "$ns" get statefulset postgres -o jsonpath='{.metadata.annotations.snapgate\.io/last-set}')
-snap=$("$kubectl" -n "$ns" get volumesnapshots -l "snapgate.io/set=$set,snapgate.io/ordinal=0" -o jsonpath='{.items[0].metadata.name}')
-step "The data is in the snapshot: a volume restored from $snap, and PostgreSQL on it"
-cat <<YAML | run "$kubectl" -n "$ns" apply -f -
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: restored
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 1Gi}}
-  dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: $snap}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: restored
-spec:
-$(podspec postgres:16 "  ")
-  volumes: [{name: data, persistentVolumeClaim: {claimName: restored}}]
-YAML
-run "$kubectl" -n "$ns" wait --for=condition=Ready pod/restored --timeout=60s
-start_postgres restored
-run "$kubectl" -n "$ns" exec restored -- psql -XAt -c "SELECT count(*) FROM orders"
+step "The sets snapgate holds for postgres"
+run "$state/bin/snapgate" list sts/postgres -n "$ns"
 
-printf '\nDone. Snapshot set %s holds every replica as it was just before the upgrade.\n' "$set"
-printf 'Rolling the StatefulSet itself back (snapgate.io/rollback-to) comes with the rollback controller.\n'
+step "One command rolls data, pod template and replicas back to the set taken before the upgrade"
+# A rollback scales the StatefulSet to 0: each server ends with its pod.
+for i in 0 1 2; do "$kubectl" -n "$ns" exec "postgres-$i" -- "$pgbin/pg_ctl" -D pgdata -m fast -w stop >/dev/null; done
+run "$state/bin/snapgate" rollback sts/postgres -n "$ns" --wait
+run "$kubectl" -n "$ns" rollout status statefulset/postgres --timeout=120s
+for i in 0 1 2; do start_postgres "postgres-$i"; done
+
+step "PostgreSQL on the restored volumes: 10,000 orders and the customers table, on postgres:16"
+run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAt -c "SELECT count(*) FROM orders"
+run "$kubectl" -n "$ns" exec postgres-0 -- psql -XAt -c "SELECT count(*) FROM customers"
+run "$kubectl" -n "$ns" get statefulset postgres -o jsonpath='image: {.spec.template.spec.containers[0].image}{"\n"}'
+
+step "Nothing was lost: the replaced volumes are kept (Retain), and a safety set holds them too"
+run "$kubectl" get pv -o custom-columns=PV:.metadata.name,RECLAIM:.spec.persistentVolumeReclaimPolicy,STATUS:.status.phase,WAS:.metadata.annotations.snapgate\\.io/replaced-claim --sort-by=.metadata.name | grep -E "PV|$ns/"
+run "$kubectl" -n "$ns" get events --field-selector reason=RolledBack -o custom-columns=REASON:.reason,MESSAGE:.message
+
+printf '\nDone: the upgrade was snapshotted before it was admitted, and one command rolled the data and the pod template back.\n'
 printf 'export KUBECONFIG=%s   # to look around; make cluster-down stops it all\n' "$KUBECONFIG"
