@@ -220,6 +220,13 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 
 	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.RollbackTo+"=latest")
 	c.WaitRollbackPhase(t, ns, "db", policy.PhaseSafetySet, time.Minute)
+	// Meanwhile the user's changes are denied: a rollback would overwrite them,
+	// or start pods on PVCs being replaced.
+	for _, args := range [][]string{{"scale", "statefulset/db", "--replicas=3"}, {"set", "image", "statefulset/db", "db=postgres:18"}} {
+		if r := c.Kubectl(t, append([]string{"-n", ns}, args...)...); r.Err == nil || !strings.Contains(r.Stderr, "is being rolled back") {
+			t.Errorf("kubectl %v during a rollback: %v\n%s", args, r.Err, r.Stderr)
+		}
+	}
 	c.KillSnapgate(t)
 	c.StartSnapgate(t)
 	st := c.WaitRollback(t, ns, "db", 3*time.Minute)

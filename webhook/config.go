@@ -40,11 +40,19 @@ func (o *ConfigOptions) setDefaults() {
 // The CEL conditions that keep requests which cannot need a snapshot away from
 // the webhook (status, labels, unrelated metadata, scale-ups).
 const (
-	// MayNeedSnapshot: a delete, a new pod template, or fewer replicas.
+	// MayNeedSnapshot: a delete, a new pod template, fewer replicas, or any
+	// update while a rollback runs.
 	MayNeedSnapshot = "request.operation == 'DELETE' || object.spec.template != oldObject.spec.template || " +
-		"(has(object.spec.replicas) ? object.spec.replicas : 1) < (has(oldObject.spec.replicas) ? oldObject.spec.replicas : 1)"
-	// ScaleDown: a Scale omits replicas when they are 0.
-	ScaleDown = "(has(object.spec.replicas) ? object.spec.replicas : 0) < (has(oldObject.spec.replicas) ? oldObject.spec.replicas : 0)"
+		"(has(object.spec.replicas) ? object.spec.replicas : 1) < (has(oldObject.spec.replicas) ? oldObject.spec.replicas : 1) || " +
+		"(" + InRollback + ")"
+	// InRollback: a rollback is recorded and has not ended; every change of the
+	// template or replicas then reaches the guard, which denies the user's.
+	InRollback = "has(oldObject.metadata.annotations) && '" + policy.RollbackStatus + "' in oldObject.metadata.annotations && " +
+		"!oldObject.metadata.annotations['" + policy.RollbackStatus + "'].matches('\"phase\":\"(Succeeded|Failed)\"')"
+	// ScaleChanged: a Scale carries no annotations, so every change of replicas
+	// reaches the guard, which reads the StatefulSet (a scale-up, to deny it
+	// during a rollback). A Scale omits replicas when they are 0.
+	ScaleChanged = "(has(object.spec.replicas) ? object.spec.replicas : 0) != (has(oldObject.spec.replicas) ? oldObject.spec.replicas : 0)"
 	// HasSnapgateAnnotations: only objects that carry snapgate's annotations are validated.
 	HasSnapgateAnnotations = "has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('" + policy.Prefix + "'))"
 	// SnapgateAnnotationsChanged: ... and only when one of them is new or changed.
@@ -81,7 +89,7 @@ func Configurations(o ConfigOptions) (*admissionregistrationv1.MutatingWebhookCo
 	sts := rules([]admissionregistrationv1.OperationType{admissionregistrationv1.Update, admissionregistrationv1.Delete}, "statefulsets")
 	scale := rules([]admissionregistrationv1.OperationType{admissionregistrationv1.Update}, "statefulsets/scale")
 	stsCond := []admissionregistrationv1.MatchCondition{{Name: "may-need-snapshot", Expression: MayNeedSnapshot}}
-	scaleCond := []admissionregistrationv1.MatchCondition{{Name: "scale-down", Expression: ScaleDown}}
+	scaleCond := []admissionregistrationv1.MatchCondition{{Name: "scale-changed", Expression: ScaleChanged}}
 
 	mutating := func(name string, r []admissionregistrationv1.RuleWithOperations, ns, obj *metav1.LabelSelector,
 		conds []admissionregistrationv1.MatchCondition, fail admissionregistrationv1.FailurePolicyType) admissionregistrationv1.MutatingWebhook {
