@@ -17,7 +17,7 @@ uid=$(id -u postgres)
 gid=$(id -g postgres)
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*" | sed "s|$kubectl|kubectl|g"; "$@"; }
+run() { printf '$ %s\n' "$*" | sed "s|$kubectl|kubectl|g; s|$state/bin/snapgate|kubectl snapgate|g"; "$@"; }
 psql_in() { "$kubectl" -n "$ns" exec "$1" -- psql -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
 
 # A database pod: psql in it reaches its own server (PGHOST is its volume).

@@ -55,6 +55,18 @@ type ServeOptions struct {
 	CertDir string
 	// SelfSigned generates a CA and serving certificate into CertDir.
 	SelfSigned bool
+	// CertSecret, when set, keeps the serving certificate in this Secret of
+	// Namespace, renews it, and keeps the caBundle of WebhookConfiguration
+	// current (built-in certificates, for clusters without cert-manager).
+	CertSecret string
+	// WebhookConfiguration names the mutating and validating configurations.
+	WebhookConfiguration string
+	// ServiceName is the Service the API server reaches snapgate through, for
+	// the certificate's names.
+	ServiceName string
+	// CertValidity is how long a built-in serving certificate is valid; it is
+	// renewed after two thirds of it.
+	CertValidity time.Duration
 	// RegisterURL, when set, registers the webhook configurations with this base
 	// URL and the self-signed CA, and removes them on exit (local runs).
 	RegisterURL string
@@ -88,19 +100,22 @@ type ServeOptions struct {
 // NewServeOptions returns the defaults.
 func NewServeOptions() *ServeOptions {
 	return &ServeOptions{
-		Namespace:       "snapgate-system",
-		WebhookPort:     9443,
-		CertDir:         "/tmp/snapgate/certs",
-		Budget:          snapwebhook.DefaultBudget,
-		WebhookTimeout:  30 * time.Second,
-		MetricsAddr:     ":8080",
-		ProbeAddr:       ":8081",
-		LeaderElect:     true,
-		RecordGrace:     snapshotter.DefaultRecordGrace,
-		Keep:            snapshotter.DefaultKeep,
-		UnadmittedGrace: snapshotter.DefaultUnadmittedGrace,
-		KubeAPIQPS:      50,
-		KubeAPIBurst:    100,
+		Namespace:            "snapgate-system",
+		WebhookConfiguration: "snapgate",
+		ServiceName:          "snapgate",
+		CertValidity:         365 * 24 * time.Hour,
+		WebhookPort:          9443,
+		CertDir:              "/tmp/snapgate/certs",
+		Budget:               snapwebhook.DefaultBudget,
+		WebhookTimeout:       30 * time.Second,
+		MetricsAddr:          ":8080",
+		ProbeAddr:            ":8081",
+		LeaderElect:          true,
+		RecordGrace:          snapshotter.DefaultRecordGrace,
+		Keep:                 snapshotter.DefaultKeep,
+		UnadmittedGrace:      snapshotter.DefaultUnadmittedGrace,
+		KubeAPIQPS:           50,
+		KubeAPIBurst:         100,
 	}
 }
 
@@ -113,6 +128,10 @@ func (o *ServeOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
 	f.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory of tls.crt and tls.key, reloaded when they change")
 	f.BoolVar(&o.SelfSigned, "self-signed", o.SelfSigned, "generate a CA and serving certificate into --cert-dir (clusters without cert-manager)")
+	f.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "keep the serving certificate in this Secret of --namespace, renew it and keep the webhook configurations' caBundle current (clusters without cert-manager)")
+	f.StringVar(&o.WebhookConfiguration, "webhook-configuration", o.WebhookConfiguration, "name of snapgate's mutating and validating webhook configurations")
+	f.StringVar(&o.ServiceName, "service-name", o.ServiceName, "the Service in --namespace the API server reaches snapgate through (the certificate's names)")
+	f.DurationVar(&o.CertValidity, "cert-validity", o.CertValidity, "validity of a built-in serving certificate; it is renewed after two thirds of it")
 	f.StringVar(&o.RegisterURL, "register-url", o.RegisterURL, "register the webhook configurations at this https base URL and remove them on exit (local runs; needs --self-signed)")
 	f.DurationVar(&o.Budget, "budget", o.Budget, "how long one request may wait for its snapshot set before it is denied as retriable")
 	f.DurationVar(&o.WebhookTimeout, "webhook-timeout", o.WebhookTimeout, "the API server's limit for one webhook call (at most 30s)")
@@ -150,6 +169,12 @@ func (o *ServeOptions) Validate() error {
 		if !o.SelfSigned {
 			errs = append(errs, errors.New("--register-url needs --self-signed: snapgate registers the CA it generated"))
 		}
+	}
+	if o.CertSecret != "" && o.SelfSigned {
+		errs = append(errs, errors.New("--cert-secret and --self-signed: choose one; --cert-secret keeps the certificate in a Secret, --self-signed in --cert-dir only"))
+	}
+	if o.CertValidity < 30*time.Second {
+		errs = append(errs, fmt.Errorf("--cert-validity=%s: must be at least 30s", o.CertValidity))
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps=%v and --kube-api-burst=%d: must be above 0", o.KubeAPIQPS, o.KubeAPIBurst))
@@ -202,19 +227,20 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	}
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	var caPEM []byte
+	certOpts := o.certOptions()
 	if o.SelfSigned {
-		host := o.WebhookHost
-		if host == "" {
-			host = "127.0.0.1"
-		}
-		opts := certs.Options{Dir: o.CertDir, DNSNames: []string{"localhost", "snapgate." + o.Namespace + ".svc"}}
-		if ip := net.ParseIP(host); ip != nil {
-			opts.IPs = []net.IP{ip}
-		} else {
-			opts.DNSNames = append(opts.DNSNames, host)
-		}
-		if caPEM, err = certs.Ensure(opts); err != nil {
+		if caPEM, err = certs.Ensure(certOpts); err != nil {
 			return fmt.Errorf("self-signed certificate: %w", err)
+		}
+	}
+	var rotator *certs.Rotator
+	if o.CertSecret != "" {
+		if rotator, err = o.rotator(cfg, certOpts); err != nil {
+			return err
+		}
+		// The webhook server needs a certificate in its directory to start.
+		if _, err := rotator.Sync(ctx); err != nil {
+			return fmt.Errorf("built-in certificate: %w", err)
 		}
 	}
 
@@ -311,9 +337,14 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	if err := mgr.AddReadyzCheck("webhook", srv.StartedChecker()); err != nil {
 		return err
 	}
+	if rotator != nil {
+		if err := mgr.Add(rotator); err != nil {
+			return err
+		}
+	}
 	if o.RegisterURL != "" {
 		mutating, validating := snapwebhook.Configurations(snapwebhook.ConfigOptions{
-			Namespace: o.Namespace, URL: o.RegisterURL, CABundle: caPEM, TimeoutSeconds: int32(o.WebhookTimeout / time.Second),
+			Name: o.WebhookConfiguration, Namespace: o.Namespace, URL: o.RegisterURL, CABundle: caPEM, TimeoutSeconds: int32(o.WebhookTimeout / time.Second),
 		})
 		if err := mgr.Add(&registration{client: mgr.GetClient(), ready: srv.StartedChecker(), objs: []client.Object{mutating, validating}}); err != nil {
 			return err
@@ -340,6 +371,39 @@ func keepSnapgateAnnotations(obj any) (any, error) {
 	o.SetAnnotations(kept)
 	o.SetManagedFields(nil)
 	return obj, nil
+}
+
+// certOptions are the serving certificate's names: the Service's, and the
+// webhook host where it is an address or a name of its own (local runs).
+func (o *ServeOptions) certOptions() certs.Options {
+	svc := o.ServiceName + "." + o.Namespace
+	opts := certs.Options{Dir: o.CertDir, Validity: o.CertValidity,
+		DNSNames: []string{svc + ".svc", svc + ".svc.cluster.local", svc, o.ServiceName, "localhost"}}
+	host := o.WebhookHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		opts.IPs = []net.IP{ip}
+	} else {
+		opts.DNSNames = append(opts.DNSNames, host)
+	}
+	return opts
+}
+
+func (o *ServeOptions) rotator(cfg *rest.Config, opts certs.Options) (*certs.Rotator, error) {
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return &certs.Rotator{
+		Client: c, Clientset: cs, Namespace: o.Namespace, Secret: o.CertSecret, Options: opts,
+		Webhooks: o.WebhookConfiguration, Log: ctrl.Log.WithName("certs"),
+	}, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
