@@ -7,11 +7,11 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all demo bench deps build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet
+.PHONY: all demo bench deps build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet chart-golden
 
 all: build
 
-## demo: the local stack, snapgate, and a guarded StatefulSet upgraded with kubectl apply
+## demo: the local stack, snapgate, a guarded StatefulSet upgraded with kubectl apply, and rolled back
 demo: deps run
 	@e2e/demo/demo.sh
 
@@ -30,6 +30,10 @@ unit:
 e2e: export SNAPGATE_BUDGET := 8s
 e2e: deps run
 	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
+
+## chart-golden: render the Helm chart anew into e2e/testdata/chart (after a deliberate change; review the diff)
+chart-golden: cluster
+	UPDATE_GOLDEN=1 go test -tags e2e -count=1 -run 'TestChartRendersAsGolden|TestChartReadme' ./e2e/
 
 ## deps: what the e2e tests need beyond Go (PostgreSQL, from Debian's packages), where missing
 deps:
