@@ -83,7 +83,8 @@ func (r *Rotator) Sync(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	if filesDiffer(o.Dir, secret.Data) {
-		if bundleChanged {
+		// Only a swap needs the wait: with no certificate yet, nothing is served.
+		if _, err := os.Stat(filepath.Join(o.Dir, CertFile)); bundleChanged && err == nil {
 			settle := r.Settle
 			if settle == 0 {
 				settle = DefaultSettle
