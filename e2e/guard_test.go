@@ -224,9 +224,18 @@ func TestUnguardedStatefulSetNeverReachesSnapgate(t *testing.T) {
 
 	before := c.GuardDecisions(t)
 	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/plain", "db=postgres:17")
-	c.MustKubectl(t, "-n", ns, "scale", "statefulset/plain", "--replicas=2")
 	if after := c.GuardDecisions(t); after != before {
 		t.Fatalf("snapgate answered %d requests for an unguarded StatefulSet", after-before)
+	}
+	// A Scale carries no labels, so a scale does reach snapgate (to read the
+	// StatefulSet's label, and deny a scale-up during a rollback), and passes.
+	c.MustKubectl(t, "-n", ns, "scale", "statefulset/plain", "--replicas=2")
+	// (More than once when the API server's write loses a conflict and re-runs admission.)
+	if after := c.GuardDecisions(t); after == before {
+		t.Fatal("a scale of an unguarded StatefulSet did not reach snapgate")
+	}
+	if snaps := c.Snapshots(t, ns, "plain"); len(snaps) != 0 {
+		t.Fatalf("a scale-up of an unguarded StatefulSet took snapshots %v", framework.SnapshotNames(snaps))
 	}
 	// Guarded, a status-free label change does not reach it either (matchConditions).
 	newGuarded(t, c, ns, "db", 1, nil)
