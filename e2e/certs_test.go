@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -22,45 +23,49 @@ import (
 	"github.com/snapgate/snapgate/e2e/framework"
 )
 
-// TestBuiltinCertificatesRotateWithoutLosingARequest installs the chart with
-// certs.mode=builtin for real (Helm, into the stack), its webhook
+// release is the chart installed with Helm for one test, its webhook
 // configurations pointing by URL at a snapgate run here as the release's pod
-// would run it. snapgate issues its certificate into the release's Secret and
-// its CA into the configurations; a guarded upgrade goes through them. Then,
-// with a certificate that lives 45 s, a stream of guarded and pass-through
-// updates runs across a renewal, and not one request fails.
-func TestBuiltinCertificatesRotateWithoutLosingARequest(t *testing.T) {
-	c := framework.Connect(t)
-	// The snapgate of `make run` steps aside, so every guarded request goes
-	// through the release's configurations; it comes back afterwards.
+// would run it. The snapgate of `make run` steps aside meanwhile, so that every
+// guarded request goes through the release's configurations.
+type release struct {
+	c         *framework.Cluster
+	namespace string
+	port      int
+}
+
+func installRelease(t *testing.T, c *framework.Cluster, port int, set ...string) *release {
+	t.Helper()
 	if r := c.Run(t, "", filepath.Join(framework.RepoRoot(), "e2e", "stack", "snapgate.sh"), "down"); r.Err != nil {
 		t.Fatalf("snapgate.sh down: %v\n%s", r.Err, r.Stderr)
 	}
 	t.Cleanup(func() { c.StartSnapgate(t) })
-
-	release := c.Namespace(t)
-	helm := func(args ...string) framework.Result {
-		return c.Run(t, "", c.Bin("helm"), append(args, "--namespace", release, "--kubeconfig", c.Kubeconfig)...)
+	rel := &release{c: c, namespace: c.Namespace(t), port: port}
+	args := []string{"install", "sg", chartDir(), "--namespace", rel.namespace, "--kubeconfig", c.Kubeconfig,
+		"--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port), "--set", "replicaCount=1", "--set", "webhook.budget=8s"}
+	for _, s := range set {
+		args = append(args, "--set", s)
 	}
-	const port = 19453
-	if r := helm("install", "sg", chartDir(), "--set", "certs.mode=builtin", "--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port),
-		"--set", "replicaCount=1", "--set", "webhook.budget=8s"); r.Err != nil {
+	if r := c.Run(t, "", c.Bin("helm"), args...); r.Err != nil {
 		t.Fatalf("helm install: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}
 	// Uninstalling removes the webhook configurations, or they would block
 	// every guarded StatefulSet after the test.
-	t.Cleanup(func() { helm("uninstall", "sg", "--wait") })
+	t.Cleanup(func() {
+		c.Run(t, "", c.Bin("helm"), "uninstall", "sg", "--wait", "--namespace", rel.namespace, "--kubeconfig", c.Kubeconfig)
+	})
+	return rel
+}
 
-	logPath := filepath.Join(t.TempDir(), "snapgate.log")
+// start runs a process until the test ends, and shows the end of its log if
+// the test failed.
+func start(t *testing.T, name string, args ...string) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(c.Bin("snapgate"), "serve", "--kubeconfig", c.Kubeconfig, "--namespace", release,
-		"--cert-secret", "sg-snapgate-tls", "--webhook-configuration", "sg-snapgate", "--service-name", "sg-snapgate",
-		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--cert-dir", t.TempDir(),
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--budget", "8s",
-		"--cert-validity", "45s")
+	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -70,91 +75,193 @@ func TestBuiltinCertificatesRotateWithoutLosingARequest(t *testing.T) {
 		_ = cmd.Wait()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("snapgate's log:\n%s", lastLines(string(b), 40))
+			t.Logf("%s's log:\n%s", filepath.Base(name), lastLines(string(b), 30))
 		}
 	})
+}
 
-	secret := func() corev1.Secret {
-		var s corev1.Secret
-		_ = c.Ctrl.Get(context.Background(), client.ObjectKey{Namespace: release, Name: "sg-snapgate-tls"}, &s)
-		return s
-	}
-	bundles := func() [][]byte {
-		var m admissionregistrationv1.MutatingWebhookConfiguration
-		var v admissionregistrationv1.ValidatingWebhookConfiguration
-		_ = c.Ctrl.Get(context.Background(), client.ObjectKey{Name: "sg-snapgate"}, &m)
-		_ = c.Ctrl.Get(context.Background(), client.ObjectKey{Name: "sg-snapgate"}, &v)
-		var out [][]byte
-		for _, w := range m.Webhooks {
-			out = append(out, w.ClientConfig.CABundle)
-		}
-		for _, w := range v.Webhooks {
-			out = append(out, w.ClientConfig.CABundle)
-		}
-		return out
-	}
-	trusted := func() bool {
-		ca := secret().Data["ca.crt"]
-		bs := bundles()
-		for _, b := range bs {
-			if len(ca) == 0 || !bytes.Equal(b, ca) {
-				return false
-			}
-		}
-		return len(bs) == 5
-	}
-	waitFor(t, 30*time.Second, trusted, "certificate issued into the Secret and its CA in all five webhooks")
+// serve runs snapgate for the release, with these certificate flags.
+func (r *release) serve(t *testing.T, certFlags ...string) {
+	t.Helper()
+	start(t, r.c.Bin("snapgate"), append([]string{"serve", "--kubeconfig", r.c.Kubeconfig, "--namespace", r.namespace,
+		"--webhook-configuration", "sg-snapgate", "--service-name", "sg-snapgate",
+		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(r.port),
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--budget", "8s"}, certFlags...)...)
 	waitFor(t, 30*time.Second, func() bool {
-		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true})
+		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), &tls.Config{InsecureSkipVerify: true})
 		if err == nil {
 			conn.Close()
 		}
 		return err == nil
 	}, "snapgate serving")
+}
 
+// served is the certificate snapgate answers with.
+func (r *release) served(t *testing.T) []byte {
+	t.Helper()
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("dial snapgate: %v", err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Raw
+}
+
+func (r *release) secret() corev1.Secret {
+	var s corev1.Secret
+	_ = r.c.Ctrl.Get(context.Background(), client.ObjectKey{Namespace: r.namespace, Name: "sg-snapgate-tls"}, &s)
+	return s
+}
+
+// trusted reports whether all five webhooks carry the Secret's CA bundle.
+func (r *release) trusted() bool {
+	ca := r.secret().Data["ca.crt"]
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	_ = r.c.Ctrl.Get(context.Background(), client.ObjectKey{Name: "sg-snapgate"}, &m)
+	_ = r.c.Ctrl.Get(context.Background(), client.ObjectKey{Name: "sg-snapgate"}, &v)
+	var bundles [][]byte
+	for _, w := range m.Webhooks {
+		bundles = append(bundles, w.ClientConfig.CABundle)
+	}
+	for _, w := range v.Webhooks {
+		bundles = append(bundles, w.ClientConfig.CABundle)
+	}
+	for _, b := range bundles {
+		if len(ca) == 0 || !bytes.Equal(b, ca) {
+			return false
+		}
+	}
+	return len(bundles) == 5
+}
+
+// upgradeAndStream checks a guarded upgrade through the release's webhooks,
+// then runs guarded and pass-through updates, calling renew once, until
+// snapgate has served a renewed certificate for ten more requests. Every
+// request must succeed.
+func (r *release) upgradeAndStream(t *testing.T, renew func()) {
+	t.Helper()
+	c := r.c
 	ns := c.Namespace(t)
 	newGuarded(t, c, ns, "db", 1, nil)
 	newGuarded(t, c, ns, "passthrough", 1, map[string]string{"snapgate.io/on": "delete"})
-	if r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17"); r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set db-") {
-		t.Fatalf("a guarded upgrade through the built-in certificate: %v\n%s", r.Err, r.Stderr)
+	if res := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17"); res.Err != nil || !strings.Contains(res.Stderr, "snapgate: took snapshot set db-") {
+		t.Fatalf("a guarded upgrade through the release's webhooks: %v\n%s", res.Err, res.Stderr)
 	}
-
-	// The stream runs until snapgate has served the renewed certificate for a
-	// while: across the renewal, the new caBundle and the reload.
-	served := func() []byte {
-		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatalf("dial snapgate: %v", err)
-		}
-		defer conn.Close()
-		return conn.ConnectionState().PeerCertificates[0].Raw
-	}
-	first := served()
+	first := r.served(t)
 	deadline := time.Now().Add(90 * time.Second)
 	var guarded, passed, afterSwap int
 	for i := 0; afterSwap < 10; i++ {
 		if time.Now().After(deadline) {
-			t.Fatalf("snapgate did not serve a renewed certificate within 90s of a 45s validity (%d guarded, %d pass-through requests)", guarded, passed)
+			t.Fatalf("snapgate served no renewed certificate within 90s (%d guarded, %d pass-through requests)", guarded, passed)
+		}
+		if i == 3 && renew != nil {
+			renew()
 		}
 		sts, kind := "passthrough", &passed
 		if i%3 == 0 {
 			sts, kind = "db", &guarded
 		}
-		if r := c.Kubectl(t, "-n", ns, "set", "env", "statefulset/"+sts, fmt.Sprintf("ROUND=%d", i)); r.Err != nil {
-			t.Fatalf("request %d (%s) failed: %v\n%s", i, sts, r.Err, r.Stderr)
+		if res := c.Kubectl(t, "-n", ns, "set", "env", "statefulset/"+sts, fmt.Sprintf("ROUND=%d", i)); res.Err != nil {
+			t.Fatalf("request %d (%s) failed: %v\n%s", i, sts, res.Err, res.Stderr)
 		}
 		*kind++
-		if !bytes.Equal(served(), first) {
+		if !bytes.Equal(r.served(t), first) {
 			afterSwap++
 		}
 	}
-	s := secret()
-	if n := bytes.Count(s.Data["ca.crt"], []byte("BEGIN CERTIFICATE")); n != 2 || !trusted() {
-		t.Errorf("after the renewal the Secret's bundle holds %d CAs (want the new and the old), all webhooks trust it: %v", n, trusted())
-	}
 	// What is served now is the Secret's renewed certificate, reloaded without a restart.
-	if block, _ := pem.Decode(s.Data["tls.crt"]); block == nil || !bytes.Equal(served(), block.Bytes) {
+	if block, _ := pem.Decode(r.secret().Data["tls.crt"]); block == nil || !bytes.Equal(r.served(t), block.Bytes) {
 		t.Error("snapgate does not serve the Secret's certificate")
 	}
 	t.Logf("%d guarded and %d pass-through requests across a certificate renewal, none failed", guarded, passed)
+}
+
+// TestBuiltinCertificatesRotateWithoutLosingARequest: certs.mode=builtin.
+// snapgate issues its certificate into the release's Secret and its CA into the
+// configurations; with a certificate that lives 45 s, updates run across its
+// renewal.
+func TestBuiltinCertificatesRotateWithoutLosingARequest(t *testing.T) {
+	c := framework.Connect(t)
+	rel := installRelease(t, c, 19453, "certs.mode=builtin")
+	rel.serve(t, "--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir(), "--cert-validity", "45s")
+	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
+
+	rel.upgradeAndStream(t, nil)
+	if n := bytes.Count(rel.secret().Data["ca.crt"], []byte("BEGIN CERTIFICATE")); n != 2 || !rel.trusted() {
+		t.Errorf("after the renewal the Secret's bundle holds %d CAs (want the new and the old), all webhooks trust it: %v", n, rel.trusted())
+	}
+}
+
+// TestCertManagerIssuesInjectsAndRotates: the default mode, with the real
+// cert-manager controllers and cainjector (built from the cert-manager module).
+// The chart's Issuers and Certificates issue the serving certificate, cainjector
+// fills all five caBundles, snapgate serves the Secret as a pod's volume would
+// hold it, and a renewal (as `cmctl renew` asks for one) under a stream of
+// updates loses no request.
+func TestCertManagerIssuesInjectsAndRotates(t *testing.T) {
+	c := framework.Connect(t)
+	installCertManagerCRDs(t, c)
+	start(t, c.Bin("certmanager"), "--kubeconfig", c.Kubeconfig)
+	rel := installRelease(t, c, 19454)
+	c.MustKubectl(t, "-n", rel.namespace, "wait", "--for=condition=Ready", "certificate/sg-snapgate", "--timeout=60s")
+	waitFor(t, 30*time.Second, rel.trusted, "cainjector's caBundle in all five webhooks")
+
+	// The kubelet's part: the Secret, mounted as the pod's certificate directory.
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			s := rel.secret()
+			for _, f := range []string{"tls.key", "tls.crt"} {
+				if b, err := os.ReadFile(filepath.Join(dir, f)); len(s.Data[f]) > 0 && (err != nil || !bytes.Equal(b, s.Data[f])) {
+					_ = os.WriteFile(filepath.Join(dir, f+".tmp"), s.Data[f], 0o600)
+					_ = os.Rename(filepath.Join(dir, f+".tmp"), filepath.Join(dir, f))
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	waitFor(t, 10*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, "tls.crt")); return err == nil }, "the certificate in the pod's directory")
+	rel.serve(t, "--cert-dir", dir)
+
+	before := rel.secret().Data["tls.crt"]
+	rel.upgradeAndStream(t, func() {
+		status, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []map[string]string{{
+			"type": "Issuing", "status": "True", "reason": "ManuallyTriggered", "message": "renewal asked by the e2e test",
+			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		}}}})
+		c.MustKubectl(t, "-n", rel.namespace, "patch", "certificate", "sg-snapgate", "--subresource=status", "--type=merge", "-p", string(status))
+	})
+	if bytes.Equal(rel.secret().Data["tls.crt"], before) {
+		t.Error("cert-manager did not renew the certificate")
+	}
+	if !rel.trusted() {
+		t.Error("after the renewal the webhooks do not carry the CA")
+	}
+}
+
+// installCertManagerCRDs installs cert-manager's CRDs from its module.
+func installCertManagerCRDs(t *testing.T, c *framework.Cluster) {
+	t.Helper()
+	out, err := exec.Command("go", "mod", "download", "-json", "github.com/cert-manager/cert-manager@v1.21.2").Output()
+	if err != nil {
+		t.Fatalf("download the cert-manager module (for its CRDs): %v", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("go mod download: %v %s", err, out)
+	}
+	crds, _ := filepath.Glob(filepath.Join(mod.Dir, "deploy", "crds", "cert-manager.io_*.yaml"))
+	if len(crds) == 0 {
+		t.Fatalf("no cert-manager CRDs under %s/deploy/crds", mod.Dir)
+	}
+	for _, crd := range crds {
+		c.MustKubectl(t, "apply", "--server-side", "-f", crd)
+	}
+	c.MustKubectl(t, "wait", "--for=condition=Established", "crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io",
+		"crd/certificaterequests.cert-manager.io", "--timeout=30s")
 }

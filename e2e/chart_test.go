@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,6 +30,7 @@ var chartCases = []struct {
 	{"default", nil},
 	{"builtin", []string{"certs.mode=builtin"}},
 	{"builtin-url-single", []string{"certs.mode=builtin", "webhook.url=https://127.0.0.1:19453", "replicaCount=1", "metrics.enabled=false"}},
+	{"cert-manager-url", []string{"webhook.url=https://127.0.0.1:19454"}},
 	{"servicemonitor", []string{"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "priorityClassName=system-cluster-critical"}},
 }
 
@@ -161,9 +161,12 @@ func TestChartWebhooksAreTheCodes(t *testing.T) {
 	for _, tc := range chartCases {
 		objs := objects(t, helmTemplate(t, c, tc.set))
 		o := webhook.ConfigOptions{Name: chartFullname, Namespace: chartNamespace, TimeoutSeconds: 30}
-		if strings.Contains(strings.Join(tc.set, ","), "webhook.url=") {
-			o.URL = "https://127.0.0.1:19453"
-		} else {
+		for _, s := range tc.set {
+			if url, ok := strings.CutPrefix(s, "webhook.url="); ok {
+				o.URL = url
+			}
+		}
+		if o.URL == "" {
 			port := int32(443)
 			o.Service = &admissionregistrationv1.ServiceReference{Namespace: chartNamespace, Name: chartFullname, Port: &port}
 		}
@@ -198,22 +201,7 @@ func TestChartWebhooksAreTheCodes(t *testing.T) {
 // from the cert-manager module, installed first).
 func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 	c := framework.Connect(t)
-	out, err := exec.Command("go", "mod", "download", "-json", "github.com/cert-manager/cert-manager@v1.21.2").Output()
-	if err != nil {
-		t.Fatalf("download the cert-manager module (for its CRDs): %v", err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		t.Fatalf("go mod download: %v %s", err, out)
-	}
-	crds, _ := filepath.Glob(filepath.Join(mod.Dir, "deploy", "crds", "cert-manager.io_*.yaml"))
-	if len(crds) == 0 {
-		t.Fatalf("no cert-manager CRDs under %s/deploy/crds", mod.Dir)
-	}
-	for _, crd := range crds {
-		c.MustKubectl(t, "apply", "--server-side", "-f", crd)
-	}
-	c.MustKubectl(t, "wait", "--for=condition=Established", "crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io", "--timeout=30s")
+	installCertManagerCRDs(t, c)
 	c.Apply(t, "", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+chartNamespace+"\n")
 	for _, tc := range chartCases {
 		if strings.Contains(strings.Join(tc.set, ","), "serviceMonitor") {

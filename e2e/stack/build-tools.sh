@@ -13,11 +13,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${SNAPGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/snapgate}/stack
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube kwok snapshotter provisioner helm)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube kwok snapshotter provisioner helm certmanager)
 
 bin_dir() {
   local c=$1 key
-  key=$( { cat "$here/tools/$c"/go.mod "$here/tools/$c"/go.sum "$here/tools/$c"/ldflags 2>/dev/null; go env GOVERSION; } | sha256sum | cut -c1-16)
+  key=$( { cat "$here/tools/$c"/go.mod "$here/tools/$c"/go.sum "$here/tools/$c"/ldflags "$here/tools/$c"/*.go 2>/dev/null; go env GOVERSION; } | sha256sum | cut -c1-16)
   echo "$cache_root/$c-$key"
 }
 
@@ -32,7 +32,9 @@ build() {
   # leaves a half-filled directory that a later run would trust.
   mkdir -p "$cache_root"
   tmp=$(mktemp -d "$cache_root/.$c-XXXXXX")
-  pkgs=$(cd "$here/tools/$c" && go list tool)
+  pkgs=$(cd "$here/tools/$c" && go list tool 2>/dev/null)
+  # A module may hold a main of its own that wires an upstream library (certmanager).
+  ls "$here/tools/$c"/*.go >/dev/null 2>&1 && pkgs="$pkgs ."
   # A component may stamp its version into the binaries (kwokctl and kubectl read it).
   ldflags="-s -w"
   [ -f "$here/tools/$c/ldflags" ] && ldflags="$ldflags $(cat "$here/tools/$c/ldflags")"

@@ -80,8 +80,22 @@ module_dir() { # module_dir TOOLS_MODULE MODULE: where the module cache holds MO
   (cd "$stack/tools/$1" && go list -m -f '{{.Dir}}' "$2")
 }
 
+# link_tools builds (once per machine) and links the stack's binaries into $state/bin.
+link_tools() {
+  local dirs line
+  dirs=$("$stack/build-tools.sh" etcd kube kwok snapshotter provisioner helm certmanager)
+  while IFS= read -r line; do
+    ln -sf "${line#*=}"/* "$state/bin/"
+  done <<<"$dirs"
+  # etcd's main package is its module root, go.etcd.io/etcd/server/v3: Go names it "server".
+  [ -e "$state/bin/server" ] && mv -f "$state/bin/server" "$state/bin/etcd"
+  return 0
+}
+
 up() {
   if healthy; then
+    # A stack started by an older checkout may lack a newer tool.
+    link_tools
     log "already running"
     echo "export KUBECONFIG=$state/kubeconfig"
     return
@@ -90,13 +104,7 @@ up() {
   [ -d "$state" ] && { log "removing a stack that is not healthy"; down; }
   mkdir -p "$state"/{bin,logs,pids,hostpath}
 
-  local dirs line
-  dirs=$("$stack/build-tools.sh" etcd kube kwok snapshotter provisioner helm)
-  while IFS= read -r line; do
-    ln -sf "${line#*=}"/* "$state/bin/"
-  done <<<"$dirs"
-  # etcd's main package is its module root, go.etcd.io/etcd/server/v3: Go names it "server".
-  mv "$state/bin/server" "$state/bin/etcd"
+  link_tools
   (cd "$repo" && go build -o "$state/bin/" ./e2e/stack/cmd/...)
 
   local b=$state/bin
