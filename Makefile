@@ -35,7 +35,7 @@ e2e: deps run
 chart-golden: cluster
 	UPDATE_GOLDEN=1 go test -tags e2e -count=1 -run 'TestChartRendersAsGolden|TestChartReadme' ./e2e/
 
-## deps: what the e2e tests need beyond Go (PostgreSQL, from Debian's packages), where missing
+## deps: what the e2e tests need beyond Go (PostgreSQL and MariaDB, from Debian's packages), where missing
 deps:
 	@e2e/stack/deps.sh
 

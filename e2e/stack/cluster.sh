@@ -55,6 +55,7 @@ down() {
   # Database servers that tests or the demo started in pods (kwok runs exec
   # locally) keep their data on the stack's volumes; stop them fast.
   pkill -INT -f -- "-D $state/hostpath/" 2>/dev/null || true
+  pkill -TERM -f -- "--datadir=$state/hostpath/" 2>/dev/null || true
   if [ -x "$state/bin/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
     "$state/bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || log "kwokctl delete cluster failed; see $KWOK_WORKDIR"
   fi

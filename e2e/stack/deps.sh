@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the e2e tests need beyond Go, from Debian's packages, where the
 # machine lacks it: a real PostgreSQL server (initdb, pg_ctl, postgres, psql)
-# and its postgres user. Idempotent; prints nothing when all is there.
+# and its postgres user, and a real MariaDB server (mariadbd, mariadb-install-db,
+# the mysql client) and its mysql user. Idempotent; prints nothing when all is there.
 set -euo pipefail
 
 have_postgres() {
@@ -18,4 +19,21 @@ if ! have_postgres; then
   # The package may start a cluster of its own; the tests run their own servers.
   $sudo service postgresql stop >/dev/null 2>&1 || true
   have_postgres || { echo "deps: PostgreSQL is still missing after apt-get install" >&2; exit 1; }
+fi
+
+have_mariadb() {
+  command -v mariadb-install-db >/dev/null && command -v mysql >/dev/null && id mysql >/dev/null 2>&1 &&
+    { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; }
+}
+
+if ! have_mariadb; then
+  echo "deps: installing MariaDB from Debian's packages" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+  # The package starts a server of its own; the tests run their own servers.
+  $sudo service mariadb stop >/dev/null 2>&1 || true
+  have_mariadb || { echo "deps: MariaDB is still missing after apt-get install" >&2; exit 1; }
 fi

@@ -46,7 +46,44 @@ type Hook struct {
 // little WAL to replay.
 var presets = map[string]Hook{
 	"postgres": {Pre: []string{"psql", "-v", "ON_ERROR_STOP=1", "-c", "CHECKPOINT"}},
+	// A MySQL or MariaDB read lock lasts only while its session does. The
+	// pre-hook leaves the session running in the pod, holding the lock, and
+	// returns once the lock is held; the post-hook (after the cut) ends the
+	// session. If snapgate never gets to the post-hook, the session ends by
+	// itself after MySQLLockBound. These are snapgate's own fixed scripts,
+	// never a user's text.
+	"mysql": {Pre: []string{"sh", "-c", mysqlLock}, Post: []string{"sh", "-c", mysqlUnlock}},
 }
+
+// MySQLLockBound is how long the mysql preset's read lock can outlive a
+// snapgate that never releases it: above the longest admission request.
+const MySQLLockBound = 60 * time.Second
+
+// mysqlAuth: root with the image's password where the image sets one (the
+// official mysql and mariadb images), else the client's own configuration.
+const mysqlAuth = `auth=""
+if [ -n "${MYSQL_ROOT_PASSWORD+x}" ]; then export MYSQL_PWD="$MYSQL_ROOT_PASSWORD"; auth=-uroot
+elif [ -n "${MARIADB_ROOT_PASSWORD+x}" ]; then export MYSQL_PWD="$MARIADB_ROOT_PASSWORD"; auth=-uroot; fi
+lock="${TMPDIR:-/tmp}/snapgate-mysql-lock"
+`
+
+var mysqlLock = "set -u\n" + mysqlAuth + `rm -f "$lock" "$lock.err"
+setsid mysql $auth --unbuffered -N -B -e "FLUSH TABLES WITH READ LOCK; SELECT CONNECTION_ID(); DO SLEEP(` +
+	fmt.Sprint(int(MySQLLockBound.Seconds())) + `)" >"$lock" 2>"$lock.err" </dev/null &
+pid=$!
+# The session prints its id once FLUSH TABLES WITH READ LOCK has returned.
+while [ ! -s "$lock" ]; do
+  if ! kill -0 "$pid" 2>/dev/null; then cat "$lock.err" >&2; rm -f "$lock" "$lock.err"; exit 1; fi
+  sleep 0.05
+done
+`
+
+var mysqlUnlock = "set -u\n" + mysqlAuth + `[ -s "$lock" ] || exit 0
+id=$(cat "$lock")
+rm -f "$lock" "$lock.err"
+# Ending the session releases the lock; a session that has ended by itself is fine too.
+out=$(mysql $auth -e "KILL $id" 2>&1) || case "$out" in *"Unknown thread id"*) ;; *) echo "$out" >&2; exit 1;; esac
+`
 
 // Velero's pod annotations, read with Velero's meaning.
 const (

@@ -191,6 +191,10 @@ func TestResolve(t *testing.T) {
 			hooks: policy.Hooks{Preset: "postgres"}, pod: velero,
 			want: &Hook{Pre: presets["postgres"].Pre},
 		},
+		"the mysql preset takes a read lock and releases it after the cut": {
+			hooks: policy.Hooks{Preset: "mysql"}, pod: velero,
+			want: &Hook{Pre: []string{"sh", "-c", mysqlLock}, Post: []string{"sh", "-c", mysqlUnlock}},
+		},
 		"Velero's annotations with Velero's meaning": {
 			pod:  velero,
 			want: &Hook{Pre: []string{"/bin/sh", "-c", "sync"}, Post: []string{"/usr/bin/thaw"}, Container: "exporter", Timeout: 5 * time.Second, Continue: true, FromAnnotations: true},
@@ -224,5 +228,16 @@ func TestResolve(t *testing.T) {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMySQLPresetIsBounded: the lock's session ends by itself after the bound,
+// and the post-hook ends it by its id, tolerating one that has ended already.
+func TestMySQLPresetIsBounded(t *testing.T) {
+	if !strings.Contains(mysqlLock, "FLUSH TABLES WITH READ LOCK; SELECT CONNECTION_ID(); DO SLEEP(60)") {
+		t.Errorf("the lock's session is not bounded by %s:\n%s", MySQLLockBound, mysqlLock)
+	}
+	if !strings.Contains(mysqlUnlock, `KILL $id`) || !strings.Contains(mysqlUnlock, "Unknown thread id") {
+		t.Errorf("the post-hook does not end the session:\n%s", mysqlUnlock)
 	}
 }
