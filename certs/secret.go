@@ -138,42 +138,44 @@ func (r *Rotator) renew(ctx context.Context, o Options, secret *corev1.Secret, f
 // trust sets the caBundle of every webhook of both configurations.
 func (r *Rotator) trust(ctx context.Context, bundle []byte) (bool, error) {
 	changed := false
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var m admissionregistrationv1.MutatingWebhookConfiguration
-		if err := r.Client.Get(ctx, types.NamespacedName{Name: r.Webhooks}, &m); err != nil {
-			return fmt.Errorf("get mutating webhook configuration %s: %w", r.Webhooks, err)
+	for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := r.Client.Get(ctx, types.NamespacedName{Name: r.Webhooks}, obj); err != nil {
+				return fmt.Errorf("get %T %s: %w", obj, r.Webhooks, err)
+			}
+			if !setCABundle(obj, bundle) {
+				return nil
+			}
+			changed = true
+			return r.Client.Update(ctx, obj)
+		})
+		if err != nil {
+			return false, err
 		}
-		stale := false
-		for i := range m.Webhooks {
-			stale = stale || !bytes.Equal(m.Webhooks[i].ClientConfig.CABundle, bundle)
-			m.Webhooks[i].ClientConfig.CABundle = bundle
-		}
-		if !stale {
-			return nil
-		}
-		changed = true
-		return r.Client.Update(ctx, &m)
-	})
-	if err != nil {
-		return false, err
 	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var v admissionregistrationv1.ValidatingWebhookConfiguration
-		if err := r.Client.Get(ctx, types.NamespacedName{Name: r.Webhooks}, &v); err != nil {
-			return fmt.Errorf("get validating webhook configuration %s: %w", r.Webhooks, err)
+	return changed, nil
+}
+
+// setCABundle sets the bundle on every webhook of a configuration and reports
+// whether any had another.
+func setCABundle(obj client.Object, bundle []byte) bool {
+	var configs []*admissionregistrationv1.WebhookClientConfig
+	switch o := obj.(type) {
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		for i := range o.Webhooks {
+			configs = append(configs, &o.Webhooks[i].ClientConfig)
 		}
-		stale := false
-		for i := range v.Webhooks {
-			stale = stale || !bytes.Equal(v.Webhooks[i].ClientConfig.CABundle, bundle)
-			v.Webhooks[i].ClientConfig.CABundle = bundle
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		for i := range o.Webhooks {
+			configs = append(configs, &o.Webhooks[i].ClientConfig)
 		}
-		if !stale {
-			return nil
-		}
-		changed = true
-		return r.Client.Update(ctx, &v)
-	})
-	return changed, err
+	}
+	stale := false
+	for _, cc := range configs {
+		stale = stale || !bytes.Equal(cc.CABundle, bundle)
+		cc.CABundle = bundle
+	}
+	return stale
 }
 
 // Start keeps the certificate current: on every change of the Secret (another

@@ -187,11 +187,10 @@ func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
 func TestMySQLPresetHoldsTheReadLockUntilTheCut(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
-	c.Apply(t, "", framework.SnapshotClass(ns+"-slowcut", map[string]string{"cutDelay": "5s"}))
-	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", ns+"-slowcut") })
+	class := c.SnapshotClassForTest(t, ns, "slowcut", map[string]string{"cutDelay": "5s"})
 	db := framework.NewMariaDB(t, c, ns)
 	c.Apply(t, ns, db.StatefulSet("mysql", 2, "mariadb:10.11", map[string]string{
-		"snapgate.io/hook-preset": "mysql", "snapgate.io/snapshot-class": ns + "-slowcut",
+		"snapgate.io/hook-preset": "mysql", "snapgate.io/snapshot-class": class,
 	}))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/mysql", "--timeout=90s")
 	for _, pod := range []string{"mysql-0", "mysql-1"} {

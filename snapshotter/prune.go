@@ -44,8 +44,6 @@ const (
 type Pruner struct {
 	// Client reads VolumeSnapshots from the cache and deletes them.
 	Client client.Client
-	// Reader reads StatefulSets from the API server, uncached.
-	Reader client.Reader
 	// Keep is the default of snapgate.io/keep; DefaultKeep when zero.
 	Keep int
 	// UnadmittedGrace is how long a set whose change has not landed is kept;
@@ -95,10 +93,13 @@ func statefulSetRequest(_ context.Context, o client.Object) []reconcile.Request 
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: sts}}}
 }
 
-// Reconcile prunes the sets of one StatefulSet.
+// Reconcile prunes the sets of one StatefulSet. It reads only the cache: the
+// StatefulSet's metadata (snapgate's annotations, UID, generation) and its
+// snapshots, so the many snapshot events of a set being taken cost the API
+// server nothing.
 func (p *Pruner) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	var sts appsv1.StatefulSet
-	if err := p.Reader.Get(ctx, req.NamespacedName, &sts); err != nil {
+	sts := StatefulSetMetadata()
+	if err := p.Client.Get(ctx, req.NamespacedName, sts); err != nil {
 		// Gone: its sets are all that is left of its data.
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
@@ -111,9 +112,9 @@ func (p *Pruner) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 		client.MatchingLabels{LabelStatefulSet: LabelValue(sts.Name), LabelManagedBy: ManagedBy}); err != nil {
 		return reconcile.Result{}, fmt.Errorf("list snapshots of statefulset %s: %w", req, err)
 	}
-	prune, requeue := p.PlanPrune(&sts, sets, uids(snaps.Items))
+	prune, requeue := p.PlanPrune(sts, sets, uids(snaps.Items))
 	for _, d := range prune {
-		if err := p.deleteSet(ctx, &sts, d, sets); err != nil {
+		if err := p.deleteSet(ctx, sts, d, sets); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -135,33 +136,50 @@ type Pruned struct {
 }
 
 // PlanPrune decides which of a StatefulSet's sets (newest first) go: the ones
-// whose change never landed, once the grace is over, and the oldest beyond
-// keep. requeue is when the next unadmitted set's grace ends (0 for none).
-func (p *Pruner) PlanPrune(sts *appsv1.StatefulSet, sets []SetInfo, setUIDs map[string]string) (prune []Pruned, requeue time.Duration) {
-	pol, _ := policy.Parse(sts)
+// whose change never landed or whose snapshots failed, once the grace is over,
+// and the oldest ready sets beyond keep. Only ready sets count: a set still
+// being taken, or one that failed, never pushes a good one out. While a set is
+// being taken nothing is pruned, so that pruning never competes with it (its
+// readiness brings the Pruner back). requeue is when the next grace ends.
+func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo, setUIDs map[string]string) (prune []Pruned, requeue time.Duration) {
+	ann := sts.GetAnnotations()
+	pol, _ := policy.ParseAnnotations(map[string]string{policy.Keep: ann[policy.Keep]})
 	keep := pol.Keep
 	if keep == 0 {
 		keep = p.keep()
 	}
-	protected := map[string]bool{sts.Annotations[policy.LastSet]: true}
-	if st, ok := policy.ParseRollbackState(sts.Annotations); ok && st.InProgress() {
+	for _, s := range sets {
+		if s.Ready < s.Snapshots && s.Failed == "" && p.now().Sub(s.Created) < p.unadmittedGrace() {
+			return nil, 0
+		}
+	}
+	protected := map[string]bool{ann[policy.LastSet]: true, ann[policy.RollbackTo]: true}
+	if st, ok := policy.ParseRollbackState(ann); ok && st.InProgress() {
 		protected[st.Request], protected[st.Set], protected[st.SafetySet] = true, true, true
 	}
-	protected[sts.Annotations[policy.RollbackTo]] = true
+	later := func(s SetInfo) bool {
+		wait := p.unadmittedGrace() - p.now().Sub(s.Created)
+		if wait > 0 && (requeue == 0 || wait < requeue) {
+			requeue = wait
+		}
+		return wait > 0
+	}
 	kept := 0
 	for _, s := range sets {
 		switch {
 		case protected[s.Name]:
 			continue // kept over and above keep
-		case setUIDs[s.Name] != string(sts.UID):
+		case setUIDs[s.Name] != string(sts.GetUID()):
 			continue // of an earlier StatefulSet of this name: never pruned, not counted
-		}
-		if p.unadmitted(sts, s) {
-			if wait := p.unadmittedGrace() - p.now().Sub(s.Created); wait > 0 {
-				if requeue == 0 || wait < requeue {
-					requeue = wait
-				}
-			} else {
+		case s.Failed != "":
+			if !later(s) {
+				prune = append(prune, Pruned{Set: s.Name, Why: "its snapshots failed (" + s.Failed + ")"})
+			}
+			continue
+		case s.Ready < s.Snapshots:
+			continue // slow to be ready: not counted, not pruned
+		case p.unadmitted(sts, s):
+			if !later(s) {
 				prune = append(prune, Pruned{Set: s.Name, Why: fmt.Sprintf("its %s change was never admitted (the StatefulSet is still at generation %d after %s)",
 					s.Reason, s.Generation, p.unadmittedGrace())})
 				continue
@@ -178,14 +196,14 @@ func (p *Pruner) PlanPrune(sts *appsv1.StatefulSet, sets []SetInfo, setUIDs map[
 // unadmitted reports whether the change a set was taken for has not landed:
 // a change that lands moves the StatefulSet past the generation recorded on
 // the set. Sets taken on demand or by a rollback are for no change.
-func (p *Pruner) unadmitted(sts *appsv1.StatefulSet, s SetInfo) bool {
+func (p *Pruner) unadmitted(sts metav1.Object, s SetInfo) bool {
 	if !slices.Contains([]string{string(policy.ReasonTemplate), string(policy.ReasonScaleDown)}, s.Reason) {
 		return false
 	}
-	return s.Generation == sts.Generation
+	return s.Generation == sts.GetGeneration()
 }
 
-func (p *Pruner) deleteSet(ctx context.Context, sts *appsv1.StatefulSet, d Pruned, sets []SetInfo) error {
+func (p *Pruner) deleteSet(ctx context.Context, sts *metav1.PartialObjectMetadata, d Pruned, sets []SetInfo) error {
 	err := p.Client.DeleteAllOf(ctx, &snapv1.VolumeSnapshot{}, client.InNamespace(sts.Namespace),
 		client.MatchingLabels{LabelSet: d.Set, LabelManagedBy: ManagedBy})
 	if err != nil && !apierrors.IsNotFound(err) {

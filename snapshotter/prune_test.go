@@ -67,6 +67,18 @@ func TestPlanPrune(t *testing.T) {
 			sets: []SetInfo{set("new", "scale-down", 6, 4*time.Minute), set("a", "template", 5, time.Hour)},
 			uids: ours([]SetInfo{{Name: "new"}, {Name: "a"}}), want: "", requeue: 6 * time.Minute,
 		},
+		"nothing is pruned while a set is being taken": {
+			sts: sts(7, nil), sets: append([]SetInfo{{Name: "s7", Reason: "template", Generation: 7, Created: now, Snapshots: 2, Ready: 1}}, history...),
+			uids: ours(append([]SetInfo{{Name: "s7"}}, history...)), want: "",
+		},
+		"failed and slow sets push no ready set out; a failed one goes after the grace": {
+			sts: sts(7, nil),
+			sets: append([]SetInfo{
+				{Name: "failed", Reason: "manual", Generation: 7, Created: now.Add(-11 * time.Minute), Snapshots: 2, Failed: "x: quota"},
+				{Name: "uploading", Reason: "manual", Generation: 7, Created: now.Add(-11 * time.Minute), Snapshots: 2, Ready: 1},
+			}, history...),
+			uids: ours(append([]SetInfo{{Name: "failed"}, {Name: "uploading"}}, history...)), want: "failed s3 s2 s1",
+		},
 		"a set taken on demand at the current generation is not unadmitted": {
 			sts: sts(6, nil), sets: []SetInfo{set("m", "manual", 6, time.Hour)}, uids: ours([]SetInfo{{Name: "m"}}), want: "",
 		},

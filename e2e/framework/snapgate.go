@@ -231,3 +231,14 @@ func (c *Cluster) StartSnapgate(t testing.TB) {
 		t.Fatalf("snapgate.sh up: %v\n%s", r.Err, r.Stderr)
 	}
 }
+
+// SnapshotClassForTest creates a VolumeSnapshotClass of the hostpath driver
+// with fault parameters (see SnapshotClass), named after the test's namespace,
+// and deletes it when the test ends.
+func (c *Cluster) SnapshotClassForTest(t testing.TB, ns, suffix string, params map[string]string) string {
+	t.Helper()
+	name := ns + "-" + suffix
+	c.Apply(t, "", SnapshotClass(name, params))
+	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", name) })
+	return name
+}

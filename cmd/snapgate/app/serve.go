@@ -326,7 +326,7 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		return fmt.Errorf("set up rollback controller: %w", err)
 	}
 	if err := (&snapshotter.Pruner{
-		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace,
+		Client: mgr.GetClient(), Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace,
 		Events: mgr.GetEventRecorder("snapgate"), Metrics: engineMetrics,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up pruner: %w", err)
