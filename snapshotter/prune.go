@@ -182,8 +182,13 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo, setUIDs map[string
 			if !later(s) {
 				prune = append(prune, Pruned{Set: s.Name, Why: fmt.Sprintf("its %s change was never admitted (the StatefulSet is still at generation %d after %s)",
 					s.Reason, s.Generation, p.unadmittedGrace())})
-				continue
 			}
+			continue // not counted while its change may still land
+		case s.Reason == string(policy.ReasonDelete):
+			// The last record of a StatefulSet being deleted: it is ready, and
+			// the StatefulSet still there, just before the delete is admitted;
+			// counting it would prune an older set because of the delete.
+			continue
 		}
 		kept++
 		if kept > keep {
@@ -195,9 +200,10 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo, setUIDs map[string
 
 // unadmitted reports whether the change a set was taken for has not landed:
 // a change that lands moves the StatefulSet past the generation recorded on
-// the set. Sets taken on demand or by a rollback are for no change.
+// the set (a delete that lands removes it, and its sets are not pruned). Sets
+// taken on demand or by a rollback are for no change.
 func (p *Pruner) unadmitted(sts metav1.Object, s SetInfo) bool {
-	if !slices.Contains([]string{string(policy.ReasonTemplate), string(policy.ReasonScaleDown)}, s.Reason) {
+	if !slices.Contains([]string{string(policy.ReasonTemplate), string(policy.ReasonScaleDown), string(policy.ReasonDelete)}, s.Reason) {
 		return false
 	}
 	return s.Generation == sts.GetGeneration()

@@ -67,6 +67,10 @@ func TestPlanPrune(t *testing.T) {
 			sets: []SetInfo{set("new", "scale-down", 6, 4*time.Minute), set("a", "template", 5, time.Hour)},
 			uids: ours([]SetInfo{{Name: "new"}, {Name: "a"}}), want: "", requeue: 6 * time.Minute,
 		},
+		"a delete's set, ready just before the delete is admitted, prunes nothing": {
+			sts: sts(7, nil), sets: append([]SetInfo{set("d", "delete", 7, time.Second)}, history[:3]...),
+			uids: ours(append([]SetInfo{{Name: "d"}}, history[:3]...)), want: "", requeue: 10*time.Minute - time.Second,
+		},
 		"nothing is pruned while a set is being taken": {
 			sts: sts(7, nil), sets: append([]SetInfo{{Name: "s7", Reason: "template", Generation: 7, Created: now, Snapshots: 2, Ready: 1}}, history...),
 			uids: ours(append([]SetInfo{{Name: "s7"}}, history...)), want: "",
