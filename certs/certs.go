@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -88,30 +87,15 @@ func Ensure(o Options) ([]byte, error) {
 // current returns the CA if the directory's certificate is valid for the names
 // and not due for renewal.
 func current(o Options) ([]byte, bool) {
-	caPEM, err1 := os.ReadFile(filepath.Join(o.Dir, CAFile))
-	certPEM, err2 := os.ReadFile(filepath.Join(o.Dir, CertFile))
-	if errors.Join(err1, err2) != nil {
-		return nil, false
-	}
-	cert, err := parseCert(certPEM)
-	if err != nil || o.Now().Add(o.RenewBefore).After(cert.NotAfter) {
-		return nil, false
-	}
-	for _, n := range o.DNSNames {
-		if !slices.Contains(cert.DNSNames, n) {
+	data := map[string][]byte{}
+	for _, name := range []string{CAFile, CertFile, KeyFile} {
+		b, err := os.ReadFile(filepath.Join(o.Dir, name))
+		if err != nil {
 			return nil, false
 		}
+		data[name] = b
 	}
-	for _, ip := range o.IPs {
-		if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
-			return nil, false
-		}
-	}
-	ca, err := parseCert(caPEM)
-	if err != nil || cert.CheckSignatureFrom(ca) != nil {
-		return nil, false
-	}
-	return caPEM, true
+	return data[CAFile], currentIn(o, data)
 }
 
 func parseCert(p []byte) (*x509.Certificate, error) {

@@ -107,27 +107,13 @@ func (p *Pruner) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	var snaps snapv1.VolumeSnapshotList
-	if err := p.Client.List(ctx, &snaps, client.InNamespace(sts.Namespace),
-		client.MatchingLabels{LabelStatefulSet: LabelValue(sts.Name), LabelManagedBy: ManagedBy}); err != nil {
-		return reconcile.Result{}, fmt.Errorf("list snapshots of statefulset %s: %w", req, err)
-	}
-	prune, requeue := p.PlanPrune(sts, sets, uids(snaps.Items))
+	prune, requeue := p.PlanPrune(sts, sets)
 	for _, d := range prune {
 		if err := p.deleteSet(ctx, sts, d, sets); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil
-}
-
-// uids maps each set to the StatefulSet UID its snapshots record.
-func uids(snaps []snapv1.VolumeSnapshot) map[string]string {
-	out := map[string]string{}
-	for _, vs := range snaps {
-		out[vs.Labels[LabelSet]] = vs.Annotations[AnnotationStatefulSetUID]
-	}
-	return out
 }
 
 // Pruned is a set to delete, and why.
@@ -141,7 +127,7 @@ type Pruned struct {
 // being taken, or one that failed, never pushes a good one out. While a set is
 // being taken nothing is pruned, so that pruning never competes with it (its
 // readiness brings the Pruner back). requeue is when the next grace ends.
-func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo, setUIDs map[string]string) (prune []Pruned, requeue time.Duration) {
+func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo) (prune []Pruned, requeue time.Duration) {
 	ann := sts.GetAnnotations()
 	pol, _ := policy.ParseAnnotations(map[string]string{policy.Keep: ann[policy.Keep]})
 	keep := pol.Keep
@@ -169,7 +155,7 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo, setUIDs map[string
 		switch {
 		case protected[s.Name]:
 			continue // kept over and above keep
-		case setUIDs[s.Name] != string(sts.GetUID()):
+		case s.StatefulSetUID != string(sts.GetUID()):
 			continue // of an earlier StatefulSet of this name: never pruned, not counted
 		case s.Failed != "":
 			if !later(s) {

@@ -2,6 +2,7 @@ package snapshotter
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,11 @@ func TestPlanPrune(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			prune, requeue := p.PlanPrune(tc.sts, tc.sets, tc.uids)
+			sets := slices.Clone(tc.sets)
+			for i := range sets {
+				sets[i].StatefulSetUID = tc.uids[sets[i].Name]
+			}
+			prune, requeue := p.PlanPrune(tc.sts, sets)
 			var got []string
 			for _, d := range prune {
 				got = append(got, d.Set)

@@ -29,6 +29,9 @@ type SetInfo struct {
 	Failed   string            `json:"failed,omitempty"`
 	// Generation is the StatefulSet's generation the set was taken from.
 	Generation int64 `json:"generation"`
+	// StatefulSetUID is the UID of the StatefulSet the set was taken of: an
+	// earlier one of the same name has another.
+	StatefulSetUID string `json:"statefulSetUID,omitempty"`
 }
 
 // takenAt is when a snapshot's set was started, to the nanosecond where
@@ -59,7 +62,8 @@ func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet strin
 		if !ok {
 			gen, _ := strconv.ParseInt(vs.Annotations[AnnotationGeneration], 10, 64)
 			s = &SetInfo{Name: name, StatefulSet: statefulSet, Reason: vs.Annotations[AnnotationReason], Generation: gen,
-				Created: takenAt(vs), RequestedBy: vs.Annotations[AnnotationRequestedBy], Snapshot: map[string]string{}}
+				StatefulSetUID: vs.Annotations[AnnotationStatefulSetUID],
+				Created:        takenAt(vs), RequestedBy: vs.Annotations[AnnotationRequestedBy], Snapshot: map[string]string{}}
 			sets[name] = s
 		}
 		if created := takenAt(vs); created.Before(s.Created) {

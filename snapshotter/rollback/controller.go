@@ -2,6 +2,7 @@ package rollback
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -520,4 +521,14 @@ func (c *Controller) event(sts *appsv1.StatefulSet, kind, reason, format string,
 
 func mergePatch(v map[string]any) client.Patch {
 	return client.RawPatch(types.MergePatchType, mustJSON(v))
+}
+
+// mustJSON marshals a patch built of maps, strings and numbers, which always
+// marshals.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -1,8 +1,6 @@
 package rollback
 
 import (
-	"encoding/json"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/snapgate/snapgate/snapshotter/policy"
@@ -30,14 +28,4 @@ func (m *Metrics) observe(outcome policy.RollbackPhase) {
 	if m != nil {
 		m.rollbacks.WithLabelValues(string(outcome)).Inc()
 	}
-}
-
-// mustJSON marshals a patch built of maps, strings and numbers, which always
-// marshals.
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
