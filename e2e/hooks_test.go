@@ -214,6 +214,8 @@ func TestMySQLPresetHoldsTheReadLockUntilTheCut(t *testing.T) {
 	if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set mysql-") {
 		t.Fatalf("upgrade: %v\n%s", r.Err, r.Stderr)
 	}
+	// The admitted upgrade replaces the pods; exec waits until they are back.
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/mysql", "--timeout=90s")
 	for _, pod := range []string{"mysql-0", "mysql-1"} {
 		if n := lockSessions(pod); n != "0" {
 			t.Errorf("%s: %s sessions still hold the read lock after the change was admitted", pod, n)

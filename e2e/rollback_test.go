@@ -96,6 +96,8 @@ func TestRollbackRestoresPostgresDataAndTemplate(t *testing.T) {
 	if strings.Join(st.RetainedVolumes, ",") != strings.Join(old, ",") {
 		t.Errorf("status names retained volumes %v, want %v", st.RetainedVolumes, old)
 	}
+	// The PV controller marks the volume Released once it sees its claim gone.
+	c.MustKubectl(t, "wait", "--for=jsonpath={.status.phase}=Released", "pv/"+old[0], "--timeout=30s")
 	var pv corev1.PersistentVolume
 	if err := c.Ctrl.Get(context.Background(), client.ObjectKey{Name: old[0]}, &pv); err != nil {
 		t.Fatalf("replaced PV %s: %v", old[0], err)
