@@ -56,6 +56,13 @@ down() {
   # locally) keep their data on the stack's volumes; stop them fast.
   pkill -INT -f -- "-D $state/hostpath/" 2>/dev/null || true
   pkill -TERM -f -- "--datadir=$state/hostpath/" 2>/dev/null || true
+  # Filesystems that the fsfreeze tests loop-mounted on volumes: thawed first,
+  # since a frozen filesystem would hang whatever writes to it, then unmounted.
+  local m
+  for m in $(awk -v s="$state/" 'index($2, s) == 1 {print $2}' /proc/mounts 2>/dev/null); do
+    fsfreeze --unfreeze "$m" 2>/dev/null || true
+    umount -l "$m" 2>/dev/null || log "could not unmount $m"
+  done
   if [ -x "$state/bin/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
     "$state/bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || log "kwokctl delete cluster failed; see $KWOK_WORKDIR"
   fi

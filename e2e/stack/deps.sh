@@ -2,7 +2,9 @@
 # Installs what the e2e tests need beyond Go, from Debian's packages, where the
 # machine lacks it: a real PostgreSQL server (initdb, pg_ctl, postgres, psql)
 # and its postgres user, and a real MariaDB server (mariadbd, mariadb-install-db,
-# the mysql client) and its mysql user. Idempotent; prints nothing when all is there.
+# the mysql client) and its mysql user, and the tools that give the fsfreeze test
+# real filesystems to freeze (mkfs.ext4, fsfreeze, losetup). Idempotent; prints
+# nothing when all is there.
 set -euo pipefail
 
 have_postgres() {
@@ -36,4 +38,16 @@ if ! have_mariadb; then
   # The package starts a server of its own; the tests run their own servers.
   $sudo service mariadb stop >/dev/null 2>&1 || true
   have_mariadb || { echo "deps: MariaDB is still missing after apt-get install" >&2; exit 1; }
+fi
+
+have_fstools() { command -v mkfs.ext4 >/dev/null && command -v fsfreeze >/dev/null && command -v losetup >/dev/null; }
+
+if ! have_fstools; then
+  echo "deps: installing e2fsprogs and util-linux from Debian's packages" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq e2fsprogs util-linux mount >/dev/null
+  have_fstools || { echo "deps: mkfs.ext4, fsfreeze or losetup is still missing after apt-get install" >&2; exit 1; }
 fi

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,9 @@ type Hook struct {
 	// FromAnnotations: the command was written by someone in an annotation, so
 	// the requester must be allowed to exec it themselves.
 	FromAnnotations bool
+	// freezesMounts: Pre and Post take, as their last arguments, the paths at
+	// which the container mounts the StatefulSet's volumes.
+	freezesMounts bool
 }
 
 // presets are the built-in hooks. PostgreSQL's CHECKPOINT writes every dirty
@@ -53,7 +57,65 @@ var presets = map[string]Hook{
 	// itself after MySQLLockBound. These are snapgate's own fixed scripts,
 	// never a user's text.
 	"mysql": {Pre: []string{"sh", "-c", mysqlLock}, Post: []string{"sh", "-c", mysqlUnlock}},
+	// fsfreeze freezes the filesystem of each of the StatefulSet's volumes, as
+	// the container mounts them: writes wait, and what was written is on disk.
+	// The pre-hook leaves a watchdog in the pod that thaws after FreezeBound if
+	// snapgate never gets to the post-hook. The container needs CAP_SYS_ADMIN.
+	"fsfreeze": {
+		Pre:           []string{"sh", "-c", fsfreezeFreeze, "snapgate-fsfreeze", fmt.Sprint(int(FreezeBound.Seconds()))},
+		Post:          []string{"sh", "-c", fsfreezeThaw, "snapgate-fsfreeze"},
+		freezesMounts: true,
+	},
 }
+
+// FreezeBound is how long the fsfreeze preset's freeze can outlive a snapgate
+// that never thaws it: above the longest admission request.
+const FreezeBound = 60 * time.Second
+
+// fsfreezeToken makes the paths absolute and physical (the watchdog runs in
+// "/", so that it pins no mount) and names the file that says which freeze of
+// them is current, so that the watchdog of an earlier freeze never thaws a
+// later one. The file is written before the freeze and removed after the thaw,
+// so it may even sit on a frozen volume.
+const fsfreezeToken = `for p; do
+  shift
+  a=$(cd "$p" && pwd -P) || { echo "snapgate fsfreeze: cannot reach $p" >&2; exit 1; }
+  set -- "$@" "$a"
+done
+token="${TMPDIR:-/tmp}/snapgate-fsfreeze-$(printf '%s\n' "$@" | cksum | cut -d' ' -f1)"
+`
+
+// fsfreezeFreeze runs as: sh -c fsfreezeFreeze NAME BOUND PATH...
+var fsfreezeFreeze = `set -u
+bound=$1; shift
+` + fsfreezeToken + `id="$$-$(date +%s)"
+echo "$id" >"$token" || exit 1
+# The watchdog starts before the first freeze, so no freeze is ever without one.
+setsid sh -c 'cd /; sleep "$1"; t=$2; id=$3; shift 3
+[ "$(cat "$t" 2>/dev/null)" = "$id" ] || exit 0
+for p; do fsfreeze --unfreeze "$p"; done; rm -f "$t"' snapgate-fsfreeze-watchdog "$bound" "$token" "$id" "$@" </dev/null >/dev/null 2>&1 &
+n=0
+for p; do
+  if ! fsfreeze --freeze "$p"; then
+    # Thaw what this hook froze before failing.
+    i=0
+    for q; do [ "$i" -lt "$n" ] || break; fsfreeze --unfreeze "$q"; i=$((i+1)); done
+    rm -f "$token"; exit 1
+  fi
+  n=$((n+1))
+done
+`
+
+// fsfreezeThaw runs as: sh -c fsfreezeThaw NAME PATH... A filesystem that is
+// not frozen (the watchdog was first) is fine.
+var fsfreezeThaw = `set -u
+` + fsfreezeToken + `rc=0
+for p; do
+  out=$(fsfreeze --unfreeze "$p" 2>&1) || case "$out" in *"Invalid argument"*) ;; *) echo "$out" >&2; rc=1;; esac
+done
+rm -f "$token"
+exit $rc
+`
 
 // MySQLLockBound is how long the mysql preset's read lock can outlive a
 // snapgate that never releases it: above the longest admission request.
@@ -284,6 +346,14 @@ func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target,
 			if container == "" && len(pod.Spec.Containers) > 0 {
 				container = pod.Spec.Containers[0].Name
 			}
+			if hook.freezesMounts {
+				paths, err := claimMounts(&pod, container, sts)
+				if err != nil {
+					return fmt.Errorf("hook preset fsfreeze: %w", err)
+				}
+				hook.Pre = slices.Concat(hook.Pre, paths)
+				hook.Post = slices.Concat(hook.Post, paths)
+			}
 			found[i] = &target{pod: name, hook: hook, container: container}
 			return nil
 		})
@@ -298,6 +368,33 @@ func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target,
 		}
 	}
 	return out, nil
+}
+
+// claimMounts are the paths at which a container mounts the volumes of the
+// StatefulSet's claim templates (a pod's volume is named after its template),
+// one per volume: a filesystem mounted twice must be frozen once.
+func claimMounts(pod *corev1.Pod, container string, sts *appsv1.StatefulSet) ([]string, error) {
+	i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == container })
+	if i < 0 {
+		return nil, fmt.Errorf("pod %s has no container %q: set snapgate.io/hook-container to one of its containers", pod.Name, container)
+	}
+	var claims []string
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		claims = append(claims, t.Name)
+	}
+	var paths []string
+	seen := map[string]bool{}
+	for _, m := range pod.Spec.Containers[i].VolumeMounts {
+		if slices.Contains(claims, m.Name) && !seen[m.Name] {
+			seen[m.Name] = true
+			paths = append(paths, m.MountPath)
+		}
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("container %s of pod %s mounts none of the StatefulSet's volumes (%s): "+
+			"set snapgate.io/hook-container to the container that mounts them", container, pod.Name, strings.Join(claims, ", "))
+	}
+	return paths, nil
 }
 
 func ownedBy(pod *corev1.Pod, sts *appsv1.StatefulSet) bool {

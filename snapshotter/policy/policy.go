@@ -119,10 +119,11 @@ type Hooks struct {
 // Triggers reports whether changes of reason r need a set.
 func (p *Policy) Triggers(r Reason) bool { return slices.Contains(p.On, r) }
 
-// Presets are the built-in hook presets: postgres (CHECKPOINT) and mysql (a
-// read lock held in an open session until the cut). mongodb and fsfreeze (with
-// an in-pod watchdog) are planned; a preset is listed only once it works.
-var Presets = []string{"postgres", "mysql"}
+// Presets are the built-in hook presets: postgres (CHECKPOINT), mysql (a read
+// lock held in an open session until the cut) and fsfreeze (the volumes'
+// filesystems frozen, with a watchdog in the pod). mongodb is planned; a preset
+// is listed only once it works.
+var Presets = []string{"postgres", "mysql", "fsfreeze"}
 
 // MaxHookTimeout bounds snapgate.io/hook-timeout: a hook runs inside an admission
 // request, which the API server ends after 30 s.

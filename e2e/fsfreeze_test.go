@@ -1,0 +1,138 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapgate/snapgate/e2e/framework"
+	"github.com/snapgate/snapgate/snapshotter/hooks"
+)
+
+// freezable renders a guarded StatefulSet whose container mounts its volume
+// "data" at ".": exec into a pod here runs in the volume's directory (kwok runs
+// exec locally, see execbinder), so "." is where the container sees its volume,
+// and that is the path the fsfreeze preset freezes.
+func freezable(name string, replicas int, ann map[string]string) string {
+	m := framework.StatefulSet(name, replicas, "busybox", ann)
+	img := "        image: busybox\n"
+	if !strings.Contains(m, img) {
+		panic("framework.StatefulSet changed shape")
+	}
+	return strings.Replace(m, img, img+"        volumeMounts: [{name: data, mountPath: .}]\n", 1)
+}
+
+// freezableSet creates a 2-replica freezable StatefulSet with the fsfreeze
+// preset and a class that takes cutDelay to cut, gives each pod a real ext4
+// filesystem and a file "before", and returns the pods' volume directories.
+func freezableSet(t *testing.T, c *framework.Cluster, ns, cutDelay string) map[string]string {
+	t.Helper()
+	class := c.SnapshotClassForTest(t, ns, "slowcut", map[string]string{"cutDelay": cutDelay})
+	c.Apply(t, ns, freezable("fz", 2, map[string]string{"snapgate.io/hook-preset": "fsfreeze", "snapgate.io/snapshot-class": class}))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/fz", "--timeout=90s")
+	dirs := map[string]string{}
+	for _, pod := range []string{"fz-0", "fz-1"} {
+		dirs[pod] = c.FreezableVolume(t, ns, pod)
+		c.MustKubectl(t, "-n", ns, "exec", pod, "--", "sh", "-c", "echo before >before")
+	}
+	return dirs
+}
+
+// writeFile writes a file in the background; the channel says when it returned.
+func writeFile(path string) <-chan error {
+	wrote := make(chan error, 1)
+	go func() { wrote <- os.WriteFile(path, []byte("during\n"), 0o644) }()
+	return wrote
+}
+
+// TestFSFreezePresetFreezesTheVolumesUntilTheCut runs the fsfreeze preset on
+// real ext4 filesystems: while the snapshots are cut (the class makes that take
+// 5 s) the kernel reports every replica's filesystem frozen and a write waits;
+// the snapshot holds what was written before and not the waiting write, and
+// once the change is admitted the write has landed and nothing is frozen.
+func TestFSFreezePresetFreezesTheVolumesUntilTheCut(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	dirs := freezableSet(t, c, ns, "5s")
+
+	done := make(chan framework.Result, 1)
+	go func() { done <- c.Kubectl(t, "-n", ns, "set", "image", "statefulset/fz", "db=busybox:1.37") }()
+	// The snapshots are created only once every pre-hook has returned.
+	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
+	for pod, dir := range dirs {
+		if !framework.Frozen(t, dir) {
+			t.Errorf("%s: the filesystem of its volume is not frozen while the snapshots are cut", pod)
+		}
+	}
+	wrote := writeFile(filepath.Join(dirs["fz-0"], "during"))
+	select {
+	case err := <-wrote:
+		t.Fatalf("a write while the snapshots are cut returned at once (%v); want it to wait for the thaw", err)
+	case <-time.After(time.Second):
+	}
+
+	r := <-done
+	if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set fz-") {
+		t.Fatalf("upgrade: %v\n%s", r.Err, r.Stderr)
+	}
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatalf("the write that waited: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write still waits 10 s after the change was admitted")
+	}
+	for pod, dir := range dirs {
+		if framework.Frozen(t, dir) {
+			t.Errorf("%s: still frozen after the change was admitted", pod)
+		}
+	}
+	var snap0 string
+	for _, s := range c.Snapshots(t, ns, "fz") {
+		if s.Labels["snapgate.io/ordinal"] == "0" {
+			snap0 = s.Name
+		}
+	}
+	got := restoredFiles(t, c, ns, snap0)
+	if !strings.Contains(got, "before") || strings.Contains(got, "during") {
+		t.Errorf("snapshot %s holds %q; want the file written before the freeze and not the one that waited", snap0, got)
+	}
+}
+
+// TestFSFreezeWatchdogThawsWhenSnapgateDies kills snapgate while the volumes
+// are frozen: the watchdog the pre-hook left in each pod thaws them within its
+// bound, with no snapgate running at all.
+func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	dirs := freezableSet(t, c, ns, "30s")
+	t.Cleanup(func() { c.StartSnapgate(t) })
+
+	go c.Kubectl(t, "-n", ns, "set", "image", "statefulset/fz", "db=busybox:1.37")
+	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
+	frozenAt := time.Now()
+	c.KillSnapgate(t)
+	waits := map[string]<-chan error{}
+	for pod, dir := range dirs {
+		waits[pod] = writeFile(filepath.Join(dir, "during"))
+	}
+	for pod, wrote := range waits {
+		select {
+		case err := <-wrote:
+			if err != nil {
+				t.Fatalf("%s: %v", pod, err)
+			}
+			if since := time.Since(frozenAt); since < 10*time.Second {
+				t.Fatalf("%s: a write went through %s after the freeze, with snapgate dead; want it to wait for the watchdog", pod, since)
+			}
+		case <-time.After(hooks.FreezeBound + 20*time.Second - time.Since(frozenAt)):
+			t.Fatalf("%s: still frozen %s after snapgate died; the watchdog's bound is %s", pod, time.Since(frozenAt), hooks.FreezeBound)
+		}
+	}
+	t.Logf("thawed by the watchdogs %s after the freeze", time.Since(frozenAt).Round(time.Second))
+}
