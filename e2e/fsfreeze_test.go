@@ -136,3 +136,47 @@ func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 	}
 	t.Logf("thawed by the watchdogs %s after the freeze", time.Since(frozenAt).Round(time.Second))
 }
+
+// TestARestartedSnapgateThawsWhatADeadOneFroze kills snapgate while the
+// volumes are frozen and starts it again at once: the record of the post-hooks
+// the dead process owed outlives it, and the new process runs them as soon as
+// the record expires, long before the watchdogs' bound.
+func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	dirs := freezableSet(t, c, ns, "30s")
+	t.Cleanup(func() { c.StartSnapgate(t) })
+	records := func() int {
+		out := c.MustKubectl(t, "-n", "snapgate-system", "get", "leases", "-l", "snapgate.io/component=in-flight-hooks", "-o", "name")
+		return len(strings.Fields(out))
+	}
+
+	go c.Kubectl(t, "-n", ns, "set", "image", "statefulset/fz", "db=busybox:1.37")
+	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
+	if n := records(); n != 1 {
+		t.Fatalf("%d records of post-hooks in flight while the volumes are frozen; want 1", n)
+	}
+	frozenAt := time.Now()
+	c.KillSnapgate(t)
+	c.StartSnapgate(t)
+	waits := map[string]<-chan error{}
+	for pod, dir := range dirs {
+		waits[pod] = writeFile(filepath.Join(dir, "during"))
+	}
+	for pod, wrote := range waits {
+		select {
+		case err := <-wrote:
+			if err != nil {
+				t.Fatalf("%s: %v", pod, err)
+			}
+		case <-time.After(hooks.FreezeBound + 20*time.Second - time.Since(frozenAt)):
+			t.Fatalf("%s: still frozen %s after snapgate was restarted", pod, time.Since(frozenAt))
+		}
+	}
+	since := time.Since(frozenAt)
+	t.Logf("thawed %s after the freeze", since.Round(time.Second))
+	if since > hooks.FreezeBound-15*time.Second {
+		t.Errorf("thawed %s after the freeze: that is the watchdog's bound (%s), not the restarted snapgate running the owed post-hooks", since, hooks.FreezeBound)
+	}
+	waitFor(t, 10*time.Second, func() bool { return records() == 0 }, "record removed once its post-hooks ran")
+}

@@ -227,6 +227,9 @@ type Runner struct {
 	// ExecAsRequester says Exec runs with the requester's own credentials (the
 	// CLI): the API server then checks pods/exec itself, and no review is asked.
 	ExecAsRequester bool
+	// InFlight, when set, records the post-hooks owed while hooks are in
+	// flight, so that another replica runs them if this one dies.
+	InFlight *InFlight
 }
 
 var _ snapshotter.Quiescer = (*Runner)(nil)
@@ -265,6 +268,12 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (func(cont
 	}
 	if !r.ExecAsRequester {
 		if err := r.authorize(ctx, sts, plan.Change.UserInfo, targets); err != nil {
+			return nil, err
+		}
+	}
+	var record *held
+	if r.InFlight != nil {
+		if record, err = r.InFlight.begin(ctx, sts, targets); err != nil {
 			return nil, err
 		}
 	}
@@ -309,6 +318,16 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (func(cont
 			}()
 		}
 		tw.Wait()
+		var failed []string
+		for i, err := range terrs {
+			if err != nil {
+				failed = append(failed, attempted[i].pod)
+			}
+		}
+		// The post-hooks have run; a record left behind only runs them again.
+		if err := record.end(tctx, failed); err != nil {
+			log.FromContext(tctx).Error(err, "Ending the record of post-hooks in flight")
+		}
 		return errors.Join(terrs...)
 	}
 	return thaw, errors.Join(errs...)
@@ -324,38 +343,9 @@ func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, ordinal := range ordinals {
-		g.Go(func() error {
-			name := fmt.Sprintf("%s-%d", sts.Name, ordinal)
-			var pod corev1.Pod
-			err := r.Client.Get(gctx, types.NamespacedName{Namespace: sts.Namespace, Name: name}, &pod)
-			if apierrors.IsNotFound(err) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("get pod %s/%s: %w", sts.Namespace, name, err)
-			}
-			if !ownedBy(&pod, sts) {
-				log.FromContext(ctx).Info("Not running hooks in a pod the StatefulSet does not own", "pod", name)
-				return nil
-			}
-			hook, err := Resolve(plan.Policy.Hooks, &pod)
-			if err != nil || hook == nil {
-				return err
-			}
-			container := hook.Container
-			if container == "" && len(pod.Spec.Containers) > 0 {
-				container = pod.Spec.Containers[0].Name
-			}
-			if hook.freezesMounts {
-				paths, err := claimMounts(&pod, container, sts)
-				if err != nil {
-					return fmt.Errorf("hook preset fsfreeze: %w", err)
-				}
-				hook.Pre = slices.Concat(hook.Pre, paths)
-				hook.Post = slices.Concat(hook.Post, paths)
-			}
-			found[i] = &target{pod: name, hook: hook, container: container}
-			return nil
+		g.Go(func() (err error) {
+			found[i], err = r.target(gctx, sts, plan.Policy.Hooks, fmt.Sprintf("%s-%d", sts.Name, ordinal))
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -395,6 +385,40 @@ func claimMounts(pod *corev1.Pod, container string, sts *appsv1.StatefulSet) ([]
 			"set snapgate.io/hook-container to the container that mounts them", container, pod.Name, strings.Join(claims, ", "))
 	}
 	return paths, nil
+}
+
+// target is the hook of one pod, or nil when the pod does not exist, is not
+// the StatefulSet's, or has no hook.
+func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks policy.Hooks, name string) (*target, error) {
+	var pod corev1.Pod
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: name}, &pod)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s/%s: %w", sts.Namespace, name, err)
+	}
+	if !ownedBy(&pod, sts) {
+		log.FromContext(ctx).Info("Not running hooks in a pod the StatefulSet does not own", "pod", name)
+		return nil, nil
+	}
+	hook, err := Resolve(hooks, &pod)
+	if err != nil || hook == nil {
+		return nil, err
+	}
+	container := hook.Container
+	if container == "" && len(pod.Spec.Containers) > 0 {
+		container = pod.Spec.Containers[0].Name
+	}
+	if hook.freezesMounts {
+		paths, err := claimMounts(&pod, container, sts)
+		if err != nil {
+			return nil, fmt.Errorf("hook preset fsfreeze: %w", err)
+		}
+		hook.Pre = slices.Concat(hook.Pre, paths)
+		hook.Post = slices.Concat(hook.Post, paths)
+	}
+	return &target{pod: name, hook: hook, container: container}, nil
 }
 
 func ownedBy(pod *corev1.Pod, sts *appsv1.StatefulSet) bool {

@@ -29,6 +29,8 @@ type fakeExec struct {
 	calls []string
 	fail  map[string]error
 	hang  map[string]bool
+	// failPost makes the post-hook ("thaw") fail too.
+	failPost bool
 }
 
 func (f *fakeExec) Exec(ctx context.Context, _, pod, container string, argv []string) ([]byte, []byte, error) {
@@ -39,7 +41,7 @@ func (f *fakeExec) Exec(ctx context.Context, _, pod, container string, argv []st
 		<-ctx.Done()
 		return nil, nil, ctx.Err()
 	}
-	if err := f.fail[pod]; err != nil && argv[0] != "thaw" { // only the pre-hook fails
+	if err := f.fail[pod]; err != nil && (argv[0] != "thaw" || f.failPost) {
 		return nil, []byte("FATAL: could not checkpoint\n"), err
 	}
 	return nil, nil, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -292,12 +294,29 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("create clientset: %w", err)
 	}
+	identity, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("name this replica: %w", err)
+	}
+	runner := &hooks.Runner{
+		Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient(), Metrics: engineMetrics,
+		InFlight: &hooks.InFlight{
+			Client: mgr.GetClient(), Namespace: o.Namespace, Duration: hooks.InFlightDuration,
+			Identity: identity + "_" + string(uuid.NewUUID()),
+		},
+	}
+	if err := mgr.Add(&hooks.Thawer{
+		Runner: runner, Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: o.Namespace,
+		Interval: hooks.InFlightDuration / 3, GiveUp: 10 * time.Minute,
+	}); err != nil {
+		return fmt.Errorf("set up thawer: %w", err)
+	}
 	engine := &snapshotter.Engine{
 		Client:    mgr.GetClient(),
 		Reader:    mgr.GetAPIReader(),
 		Snapshots: mgr.GetCache(),
 		Changes:   tracker,
-		Hooks:     &hooks.Runner{Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient(), Metrics: engineMetrics},
+		Hooks:     runner,
 		Events:    mgr.GetEventRecorder("snapgate"),
 		Metrics:   engineMetrics,
 	}

@@ -1,0 +1,290 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/snapgate/snapgate/snapshotter"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+const (
+	// AnnotationOwed, on an in-flight record, lists the post-hooks still owed.
+	AnnotationOwed = policy.Prefix + "owed-post-hooks"
+	// LabelComponent marks snapgate's in-flight records among the Leases.
+	LabelComponent = policy.Prefix + "component"
+	// ComponentInFlight is LabelComponent's value on an in-flight record.
+	ComponentInFlight = "in-flight-hooks"
+)
+
+// InFlightDuration is how long a record of post-hooks in flight lives
+// unrenewed: a replica that dies leaves its application quiesced about this
+// long, plus the Thawer's interval, before another replica runs its post-hooks.
+const InFlightDuration = 15 * time.Second
+
+// InFlight records the post-hooks a replica owes while its hooks are in flight:
+// a Lease in snapgate's namespace that the replica renews until every post-hook
+// has run. A replica that dies (or stalls) stops renewing it, and the Thawer of
+// whichever replica leads runs the owed post-hooks once the Lease expires:
+// seconds, where the in-pod bounds (MySQLLockBound, FreezeBound) take a minute.
+type InFlight struct {
+	// Client creates, renews and deletes the records.
+	Client client.Client
+	// Namespace is snapgate's own namespace.
+	Namespace string
+	// Identity names this replica as the records' holder.
+	Identity string
+	// Duration is how long a record lives unrenewed; it is renewed three times
+	// as often.
+	Duration time.Duration
+}
+
+// Owed is the post-hook owed to one pod.
+type Owed struct {
+	Pod  string   `json:"pod"`
+	Post []string `json:"post"`
+}
+
+// Owing is the content of an in-flight record.
+type Owing struct {
+	Namespace   string `json:"namespace"`
+	StatefulSet string `json:"statefulSet"`
+	Pods        []Owed `json:"pods"`
+}
+
+// held is a record its holder renews until end.
+type held struct {
+	in    *InFlight
+	lease *coordinationv1.Lease
+	owing Owing
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// begin records the post-hooks owed to targets, before any pre-hook runs, and
+// renews the record until end.
+func (in *InFlight) begin(ctx context.Context, sts *appsv1.StatefulSet, targets []target) (*held, error) {
+	owing := Owing{Namespace: sts.Namespace, StatefulSet: sts.Name}
+	for _, t := range targets {
+		if len(t.hook.Post) > 0 {
+			owing.Pods = append(owing.Pods, Owed{Pod: t.pod, Post: t.hook.Post})
+		}
+	}
+	if len(owing.Pods) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(owing)
+	if err != nil {
+		return nil, err
+	}
+	now := metav1.NowMicro()
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "snapgate-hooks-",
+			Namespace:    in.Namespace,
+			Labels:       map[string]string{snapshotter.LabelManagedBy: snapshotter.ManagedBy, LabelComponent: ComponentInFlight},
+			Annotations:  map[string]string{AnnotationOwed: string(b)},
+		},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To(in.Identity),
+			LeaseDurationSeconds: ptr.To(int32(in.Duration / time.Second)),
+			AcquireTime:          &now,
+			RenewTime:            &now,
+		},
+	}
+	if err := in.Client.Create(ctx, lease); err != nil {
+		return nil, fmt.Errorf("record the post-hooks in flight in namespace %s: %w", in.Namespace, err)
+	}
+	// Renewal outlives the request's context: the post-hooks run after it.
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	h := &held{in: in, lease: lease, owing: owing, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		wait.UntilWithContext(rctx, h.renew, in.Duration/3)
+	}()
+	return h, nil
+}
+
+func (h *held) renew(ctx context.Context) {
+	patch := client.MergeFrom(h.lease.DeepCopy())
+	h.lease.Spec.RenewTime = ptr.To(metav1.NowMicro())
+	if err := h.in.Client.Patch(ctx, h.lease, patch); err != nil && ctx.Err() == nil {
+		log.FromContext(ctx).Error(err, "Renewing the record of post-hooks in flight", "lease", h.lease.Name)
+	}
+}
+
+// end stops renewing the record, and deletes it when every post-hook has run;
+// otherwise it leaves only the failed pods in it, for the Thawer to retry once
+// it expires.
+func (h *held) end(ctx context.Context, failed []string) error {
+	if h == nil {
+		return nil
+	}
+	h.stop()
+	<-h.done
+	if len(failed) == 0 {
+		err := h.in.Client.Delete(ctx, h.lease)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete the record of post-hooks in flight %s: %w", h.lease.Name, err)
+		}
+		return nil
+	}
+	owing := h.owing
+	owing.Pods = slices.DeleteFunc(slices.Clone(owing.Pods), func(o Owed) bool { return !slices.Contains(failed, o.Pod) })
+	return setOwing(ctx, h.in.Client, h.lease, owing)
+}
+
+func setOwing(ctx context.Context, c client.Client, lease *coordinationv1.Lease, owing Owing) error {
+	b, err := json.Marshal(owing)
+	if err != nil {
+		return err
+	}
+	patch := client.MergeFromWithOptions(lease.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	lease.Annotations[AnnotationOwed] = string(b)
+	if err := c.Patch(ctx, lease, patch); err != nil {
+		return fmt.Errorf("record the post-hooks still owed in %s: %w", lease.Name, err)
+	}
+	return nil
+}
+
+// expired reports whether a record's holder has stopped renewing it.
+func expired(l *coordinationv1.Lease, now time.Time) bool {
+	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	return now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+}
+
+// Thawer runs the post-hooks of in-flight records whose holders stopped
+// renewing them: a snapgate replica that was killed between a pre-hook and its
+// post-hook. It runs where the controllers run (the leader).
+type Thawer struct {
+	// Runner resolves and runs the hooks.
+	Runner *Runner
+	// Reader lists the records and reads StatefulSets, uncached.
+	Reader client.Reader
+	// Client updates and deletes the records.
+	Client client.Client
+	// Namespace is snapgate's own namespace, where the records are.
+	Namespace string
+	// Interval is how often the records are looked at.
+	Interval time.Duration
+	// GiveUp is how long after its start a record is dropped even though a
+	// post-hook still fails: by then the in-pod bounds have ended what they can.
+	GiveUp time.Duration
+}
+
+// Start implements manager.Runnable.
+func (t *Thawer) Start(ctx context.Context) error {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if err := t.ThawExpired(ctx); err != nil && ctx.Err() == nil {
+			log.FromContext(ctx).Error(err, "Running owed post-hooks")
+		}
+	}, t.Interval)
+	return nil
+}
+
+// ThawExpired runs the owed post-hooks of every expired record, and deletes
+// the record once none is owed.
+func (t *Thawer) ThawExpired(ctx context.Context) error {
+	var leases coordinationv1.LeaseList
+	if err := t.Reader.List(ctx, &leases, client.InNamespace(t.Namespace),
+		client.MatchingLabels{snapshotter.LabelManagedBy: snapshotter.ManagedBy, LabelComponent: ComponentInFlight}); err != nil {
+		return fmt.Errorf("list records of post-hooks in flight: %w", err)
+	}
+	var errs []error
+	for i := range leases.Items {
+		if l := &leases.Items[i]; expired(l, time.Now()) {
+			errs = append(errs, t.thaw(ctx, l))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
+	logger := log.FromContext(ctx).WithValues("record", l.Name, "holder", ptr.Deref(l.Spec.HolderIdentity, ""))
+	var owing Owing
+	if err := json.Unmarshal([]byte(l.Annotations[AnnotationOwed]), &owing); err != nil {
+		logger.Error(err, "Dropping a record of post-hooks that cannot be read")
+		return t.drop(ctx, l)
+	}
+	logger = logger.WithValues("statefulset", owing.Namespace+"/"+owing.StatefulSet)
+	var sts appsv1.StatefulSet
+	err := t.Reader.Get(ctx, types.NamespacedName{Namespace: owing.Namespace, Name: owing.StatefulSet}, &sts)
+	if apierrors.IsNotFound(err) {
+		logger.Info("The StatefulSet is gone, and with it its pods: no post-hook owed")
+		return t.drop(ctx, l)
+	}
+	if err != nil {
+		return fmt.Errorf("get statefulset %s/%s: %w", owing.Namespace, owing.StatefulSet, err)
+	}
+	// The hooks are resolved again from the StatefulSet as it is: a record
+	// names which post-hooks are owed, never a command of its own, so that
+	// writing a record runs nothing that the StatefulSet does not configure.
+	pol, _ := policy.Parse(&sts)
+	// In parallel: every one of these pods is quiesced until its post-hook runs.
+	keep := make([]bool, len(owing.Pods))
+	var wg sync.WaitGroup
+	for i, o := range owing.Pods {
+		wg.Go(func() {
+			tg, err := t.Runner.target(ctx, &sts, pol.Hooks, o.Pod)
+			switch {
+			case err != nil:
+				keep[i] = true
+				logger.Error(err, "Resolving an owed post-hook", "pod", o.Pod)
+			case tg == nil || !slices.Equal(tg.hook.Post, o.Post):
+				logger.Info("Owed post-hook no longer applies: the pod is gone or its hooks changed", "pod", o.Pod)
+			default:
+				if err := t.Runner.run(ctx, owing.Namespace, *tg, "post", tg.hook.Post); err != nil {
+					keep[i] = true
+					logger.Error(err, "Running an owed post-hook", "pod", o.Pod)
+					return
+				}
+				logger.Info("Ran a post-hook its holder never did", "pod", o.Pod)
+			}
+		})
+	}
+	wg.Wait()
+	var still []Owed
+	for i, o := range owing.Pods {
+		if keep[i] {
+			still = append(still, o)
+		}
+	}
+	if len(still) == 0 {
+		return t.drop(ctx, l)
+	}
+	if start := l.Spec.AcquireTime; start == nil || time.Since(start.Time) > t.GiveUp {
+		logger.Info("Giving up on owed post-hooks that keep failing", "pods", len(still))
+		return t.drop(ctx, l)
+	}
+	owing.Pods = still
+	return setOwing(ctx, t.Client, l, owing)
+}
+
+// drop deletes a record, unless its holder renewed it meanwhile.
+func (t *Thawer) drop(ctx context.Context, l *coordinationv1.Lease) error {
+	err := t.Client.Delete(ctx, l, client.Preconditions{ResourceVersion: ptr.To(l.ResourceVersion)})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete record %s: %w", l.Name, err)
+	}
+	return nil
+}
+
+// NeedLeaderElection: one replica thaws, the leader.
+func (t *Thawer) NeedLeaderElection() bool { return true }

@@ -1,0 +1,156 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+func records(t *testing.T, c client.Client) []coordinationv1.Lease {
+	t.Helper()
+	var list coordinationv1.LeaseList
+	if err := c.List(context.Background(), &list, client.InNamespace("snapgate-system"), client.MatchingLabels{LabelComponent: ComponentInFlight}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func owedPods(t *testing.T, l coordinationv1.Lease) []string {
+	t.Helper()
+	var o Owing
+	if err := json.Unmarshal([]byte(l.Annotations[AnnotationOwed]), &o); err != nil {
+		t.Fatal(err)
+	}
+	var pods []string
+	for _, p := range o.Pods {
+		pods = append(pods, p.Pod)
+	}
+	slices.Sort(pods)
+	return pods
+}
+
+func TestPostHooksInFlightAreRecordedUntilTheyRan(t *testing.T) {
+	exec := &fakeExec{}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil))
+	r.InFlight = &InFlight{Client: r.Client, Namespace: "snapgate-system", Identity: "snapgate-a", Duration: 300 * time.Millisecond}
+	thaw, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records(t, r.Client)
+	if len(recs) != 1 || !slices.Equal(owedPods(t, recs[0]), []string{"pg-0", "pg-1"}) ||
+		ptr.Deref(recs[0].Spec.HolderIdentity, "") != "snapgate-a" {
+		t.Fatalf("records while frozen = %+v; want one, held by snapgate-a, owing pg-0 and pg-1", recs)
+	}
+	first := recs[0].Spec.RenewTime.Time
+	time.Sleep(400 * time.Millisecond)
+	if recs = records(t, r.Client); !recs[0].Spec.RenewTime.After(first) {
+		t.Fatalf("the record was not renewed while its hooks were in flight")
+	}
+	if err := thaw(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if recs := records(t, r.Client); len(recs) != 0 {
+		t.Fatalf("records after every post-hook ran = %d; want none", len(recs))
+	}
+}
+
+func TestAFailedPostHookStaysOwed(t *testing.T) {
+	exec := &fakeExec{}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil))
+	r.InFlight = &InFlight{Client: r.Client, Namespace: "snapgate-system", Identity: "snapgate-a", Duration: time.Minute}
+	thaw, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec.fail = map[string]error{"pg-1": errors.New("exit 1")}
+	exec.failPost = true
+	if err := thaw(context.Background()); err == nil {
+		t.Fatal("thaw reported no failure")
+	}
+	recs := records(t, r.Client)
+	if len(recs) != 1 || !slices.Equal(owedPods(t, recs[0]), []string{"pg-1"}) {
+		t.Fatalf("records = %+v; want one owing pg-1 only", recs)
+	}
+}
+
+// record stores an in-flight record as a replica that died would have left it.
+func record(t *testing.T, c client.Client, renewed time.Time, owing Owing) {
+	t.Helper()
+	b, _ := json.Marshal(owing)
+	at := metav1.NewMicroTime(renewed)
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "snapgate-hooks-", Namespace: "snapgate-system",
+			Labels: map[string]string{LabelComponent: ComponentInFlight, "app.kubernetes.io/managed-by": "snapgate"}, Annotations: map[string]string{AnnotationOwed: string(b)}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("snapgate-dead"), LeaseDurationSeconds: ptr.To(int32(15)), AcquireTime: &at, RenewTime: &at},
+	}
+	if err := c.Create(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTheThawerRunsWhatADeadReplicaOwed(t *testing.T) {
+	sts := statefulSet()
+	sts.Annotations = map[string]string{policy.PreHook: `["freeze"]`, policy.PostHook: `["thaw"]`}
+	exec := &fakeExec{}
+	r := runner(t, exec, true, sts, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil), pod("pg-2", "other", nil))
+	th := &Thawer{Runner: r, Reader: r.Client, Client: r.Client, Namespace: "snapgate-system", GiveUp: 10 * time.Minute}
+	old := time.Now().Add(-time.Minute)
+	// Expired: owed post-hooks run; a pod another controller owns is never exec'd into.
+	record(t, r.Client, old, Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}, {"pg-1", []string{"thaw"}}, {"pg-2", []string{"thaw"}}}})
+	// Expired, but the StatefulSet's post-hook is another command now: not run.
+	record(t, r.Client, old, Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"rm", "-rf", "/"}}}})
+	// Expired, and the StatefulSet is gone.
+	record(t, r.Client, old, Owing{Namespace: "db", StatefulSet: "gone", Pods: []Owed{{"gone-0", []string{"thaw"}}}})
+	// Renewed just now: its holder is alive.
+	record(t, r.Client, time.Now(), Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-1", []string{"thaw"}}}})
+
+	if err := th.ThawExpired(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := exec.ran(":thaw"); !slices.Equal(got, []string{"pg-0", "pg-1"}) {
+		t.Fatalf("post-hooks ran in %v; want pg-0 and pg-1, once each", got)
+	}
+	if len(exec.calls) != 2 {
+		t.Fatalf("calls = %v", exec.calls)
+	}
+	recs := records(t, r.Client)
+	if len(recs) != 1 || !slices.Equal(owedPods(t, recs[0]), []string{"pg-1"}) || ptr.Deref(recs[0].Spec.HolderIdentity, "") != "snapgate-dead" ||
+		recs[0].Spec.RenewTime.Time.Before(time.Now().Add(-time.Minute)) {
+		t.Fatalf("records left = %+v; want only the live holder's", recs)
+	}
+}
+
+func TestTheThawerRetriesAFailingPostHookThenGivesUp(t *testing.T) {
+	sts := statefulSet()
+	sts.Annotations = map[string]string{policy.PreHook: `["freeze"]`, policy.PostHook: `["thaw"]`}
+	exec := &fakeExec{fail: map[string]error{"pg-0": errors.New("exit 1")}, failPost: true}
+	r := runner(t, exec, true, sts, pod("pg-0", "sts", nil))
+	th := &Thawer{Runner: r, Reader: r.Client, Client: r.Client, Namespace: "snapgate-system", GiveUp: 10 * time.Minute}
+	record(t, r.Client, time.Now().Add(-time.Minute), Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}}})
+	for range 2 {
+		if err := th.ThawExpired(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := exec.ran(":thaw"); len(got) != 2 || len(records(t, r.Client)) != 1 {
+		t.Fatalf("ran %v, records %d; want two tries and the record kept", got, len(records(t, r.Client)))
+	}
+	th.GiveUp = 30 * time.Second // the record started a minute ago
+	if err := th.ThawExpired(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(records(t, r.Client)); n != 0 {
+		t.Fatalf("records after giving up = %d", n)
+	}
+}
