@@ -61,12 +61,63 @@ var presets = map[string]Hook{
 	// the container mounts them: writes wait, and what was written is on disk.
 	// The pre-hook leaves a watchdog in the pod that thaws after FreezeBound if
 	// snapgate never gets to the post-hook. The container needs CAP_SYS_ADMIN.
+	// MongoDB's fsyncLock flushes to disk and blocks writes until fsyncUnlock,
+	// whether or not the session that took it lives on; the pre-hook leaves a
+	// watchdog in the pod that unlocks after MongoDBLockBound if snapgate never
+	// gets to the post-hook.
+	"mongodb": {
+		Pre:  []string{"sh", "-c", mongoLock, "snapgate-mongodb", fmt.Sprint(int(MongoDBLockBound.Seconds())), mongoWatchdog},
+		Post: []string{"sh", "-c", mongoUnlock},
+	},
 	"fsfreeze": {
 		Pre:           []string{"sh", "-c", fsfreezeFreeze, "snapgate-fsfreeze", fmt.Sprint(int(FreezeBound.Seconds()))},
 		Post:          []string{"sh", "-c", fsfreezeThaw, "snapgate-fsfreeze"},
 		freezesMounts: true,
 	},
 }
+
+// MongoDBLockBound is how long the mongodb preset's lock can outlive a
+// snapgate that never unlocks: above the longest admission request.
+const MongoDBLockBound = 60 * time.Second
+
+// mongoClient runs JavaScript with mongosh (or the legacy mongo shell) as the
+// official image's root user, or the Bitnami image's, where the container sets
+// one, and with the shell's defaults otherwise. The token file says which lock
+// is snapgate's current one, so that an earlier watchdog never unlocks a later
+// lock.
+const mongoClient = `m=mongosh; command -v mongosh >/dev/null 2>&1 || m=mongo
+mongo_eval() {
+  if [ -n "${MONGO_INITDB_ROOT_USERNAME:-}" ]; then
+    "$m" --quiet -u "$MONGO_INITDB_ROOT_USERNAME" -p "${MONGO_INITDB_ROOT_PASSWORD:-}" --authenticationDatabase admin --eval "$1"
+  elif [ -n "${MONGODB_ROOT_PASSWORD:-}" ]; then
+    "$m" --quiet -u "${MONGODB_ROOT_USER:-root}" -p "$MONGODB_ROOT_PASSWORD" --authenticationDatabase admin --eval "$1"
+  else
+    "$m" --quiet --eval "$1"
+  fi
+}
+token="${TMPDIR:-/tmp}/snapgate-mongodb-lock"
+`
+
+// mongoUnlockBody unlocks only a lock of snapgate's (the token is there), and
+// removes the token only once unlocked, so that a retry still unlocks.
+const mongoUnlockBody = `[ -e "$token" ] || exit 0
+out=$(mongo_eval 'db.fsyncUnlock()' 2>&1) || case "$out" in *"not locked"*) ;; *) echo "$out" >&2; exit 1;; esac
+rm -f "$token"
+`
+
+// mongoLock runs as: sh -c mongoLock NAME BOUND WATCHDOG.
+var mongoLock = "set -u\nbound=$1; wd=$2\n" + mongoClient + `id="$$-$(date +%s)"
+echo "$id" >"$token" || exit 1
+# The watchdog starts before the lock, so no lock is ever without one.
+setsid sh -c "$wd" snapgate-mongodb-watchdog "$bound" "$id" </dev/null >/dev/null 2>&1 &
+out=$(mongo_eval 'db.fsyncLock()' 2>&1) || { echo "$out" >&2; rm -f "$token"; exit 1; }
+`
+
+var mongoUnlock = "set -u\n" + mongoClient + mongoUnlockBody
+
+// mongoWatchdog runs as: sh -c mongoWatchdog NAME BOUND ID.
+var mongoWatchdog = "cd /; sleep \"$1\"; id=$2\n" + mongoClient + `[ "$(cat "$token" 2>/dev/null)" = "$id" ] || exit 0
+` + mongoUnlockBody
 
 // FreezeBound is how long the fsfreeze preset's freeze can outlive a snapgate
 // that never thaws it: above the longest admission request.

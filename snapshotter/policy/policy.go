@@ -120,10 +120,10 @@ type Hooks struct {
 func (p *Policy) Triggers(r Reason) bool { return slices.Contains(p.On, r) }
 
 // Presets are the built-in hook presets: postgres (CHECKPOINT), mysql (a read
-// lock held in an open session until the cut) and fsfreeze (the volumes'
-// filesystems frozen, with a watchdog in the pod). mongodb is planned; a preset
-// is listed only once it works.
-var Presets = []string{"postgres", "mysql", "fsfreeze"}
+// lock held in an open session until the cut), mongodb (fsyncLock until the
+// cut) and fsfreeze (the volumes' filesystems frozen); the last two leave a
+// watchdog in the pod.
+var Presets = []string{"postgres", "mysql", "mongodb", "fsfreeze"}
 
 // MaxHookTimeout bounds snapgate.io/hook-timeout: a hook runs inside an admission
 // request, which the API server ends after 30 s.
