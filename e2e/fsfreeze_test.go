@@ -180,3 +180,19 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, func() bool { return records() == 0 }, "record removed once its post-hooks ran")
 }
+
+// TestFSFreezeWithNothingToFreezeIsRefusedAtApply: a StatefulSet whose hook
+// container mounts none of its volumes is refused when it is applied, with
+// the fix, not when its first upgrade would need the freeze.
+func TestFSFreezeWithNothingToFreezeIsRefusedAtApply(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	r := c.Run(t, framework.StatefulSet("nomount", 1, "busybox", map[string]string{"snapgate.io/hook-preset": "fsfreeze"}),
+		c.Bin("kubectl"), "apply", "-n", ns, "-f", "-")
+	if r.Err == nil || !strings.Contains(r.Stderr, `container "db" mounts none of its volumeClaimTemplates (data): set snapgate.io/hook-container`) {
+		t.Fatalf("apply: %v\n%s\nwant it refused, naming the container and the fix", r.Err, r.Stderr)
+	}
+	if out := c.Kubectl(t, "-n", ns, "get", "statefulset", "nomount"); out.Err == nil {
+		t.Fatalf("the refused StatefulSet exists:\n%s", out.Stdout)
+	}
+}

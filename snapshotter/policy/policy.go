@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -266,7 +267,35 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 			errs = append(errs, field.Invalid(fp, v, "snapgate does not know this annotation (a typo?); known annotations: "+strings.Join(known, ", ")))
 		}
 	}
+	if p.Hooks.Preset == "fsfreeze" && len(p.Hooks.Pre) == 0 && len(p.Hooks.Post) == 0 && sts != nil {
+		if msg := freezable(sts, p.Hooks.Container); msg != "" {
+			errs = append(errs, field.Invalid(path.Key(HookPreset), "fsfreeze", msg))
+		}
+	}
 	return p, errs
+}
+
+// freezable says why the fsfreeze preset would find nothing to freeze in the
+// hook container: it freezes the StatefulSet's volumes where that container
+// mounts them.
+func freezable(sts *appsv1.StatefulSet, container string) string {
+	cs := sts.Spec.Template.Spec.Containers
+	i := 0
+	if container != "" {
+		if i = slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == container }); i < 0 {
+			return "" // reported on snapgate.io/hook-container
+		}
+	}
+	if len(cs) == 0 {
+		return ""
+	}
+	for _, m := range cs[i].VolumeMounts {
+		if hasClaimTemplate(sts, m.Name) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("the fsfreeze preset freezes the StatefulSet's volumes where the hook container mounts them, and container %q mounts none of its volumeClaimTemplates (%s): "+
+		"set snapgate.io/hook-container to the container that mounts them, or mount them in %q", cs[i].Name, strings.Join(claimTemplates(sts), ", "), cs[i].Name)
 }
 
 func splitList(v string) []string {

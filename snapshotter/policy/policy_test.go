@@ -93,9 +93,12 @@ func TestParseErrorsNameTheAnnotationValueAndFix(t *testing.T) {
 		"a timeout past the budget": {HookTimeout, "5m", []string{"snapgate.io/hook-timeout", `"5m"`, "at most 25s"}},
 		"an unknown on-error":       {HookOnError, "Ignore", []string{"snapgate.io/hook-on-error", `"Fail", "Continue"`}},
 		"an unknown preset":         {HookPreset, "oracle", []string{"snapgate.io/hook-preset", `supported values: "postgres"`}},
-		"a rollback to no set":      {RollbackTo, "Yesterday!", []string{"snapgate.io/rollback-to", `"latest"`}},
-		"a typo of a known key":     {"snapgate.io/snapshotclass", "x", []string{"snapgate.io/snapshotclass", "does not know", SnapshotClass}},
-		"an edited record":          {LastSnapshots, "data-0", []string{"snapgate.io/last-snapshots", "written by snapgate"}},
+		"fsfreeze with a container that mounts no volume": {HookPreset, "fsfreeze", []string{
+			"snapgate.io/hook-preset", `container "postgres" mounts none of its volumeClaimTemplates (data, wal)`, "set snapgate.io/hook-container",
+		}},
+		"a rollback to no set":  {RollbackTo, "Yesterday!", []string{"snapgate.io/rollback-to", `"latest"`}},
+		"a typo of a known key": {"snapgate.io/snapshotclass", "x", []string{"snapgate.io/snapshotclass", "does not know", SnapshotClass}},
+		"an edited record":      {LastSnapshots, "data-0", []string{"snapgate.io/last-snapshots", "written by snapgate"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -110,6 +113,14 @@ func TestParseErrorsNameTheAnnotationValueAndFix(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestFSFreezeNeedsTheHookContainerToMountAVolume(t *testing.T) {
+	sts := statefulSet(map[string]string{HookPreset: "fsfreeze", HookContainer: "exporter"})
+	sts.Spec.Template.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "wal", MountPath: "/wal"}}
+	if _, errs := Parse(sts); len(errs) != 0 {
+		t.Fatalf("errs = %v; the exporter mounts the wal volume", errs)
 	}
 }
 
