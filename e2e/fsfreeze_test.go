@@ -104,19 +104,32 @@ func TestFSFreezePresetFreezesTheVolumesUntilTheCut(t *testing.T) {
 	}
 }
 
-// TestFSFreezeWatchdogThawsWhenSnapgateDies kills snapgate while the volumes
-// are frozen: the watchdog the pre-hook left in each pod thaws them within its
-// bound, with no snapgate running at all.
-func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
-	c := framework.Connect(t)
-	ns := c.Namespace(t)
-	dirs := freezableSet(t, c, ns, "30s")
-	t.Cleanup(func() { c.StartSnapgate(t) })
+// inFlightRecords counts snapgate's records of post-hooks in flight.
+func inFlightRecords(t *testing.T, c *framework.Cluster) int {
+	out := c.MustKubectl(t, "-n", "snapgate-system", "get", "leases", "-l", "snapgate.io/component=in-flight-hooks", "-o", "name")
+	return len(strings.Fields(out))
+}
 
+// killWhileFrozen starts an upgrade of fz, SIGKILLs snapgate once the volumes
+// are frozen (the snapshots exist, their cut is delayed), and returns when.
+// snapgate is started again when the test ends.
+func killWhileFrozen(t *testing.T, c *framework.Cluster, ns string) time.Time {
+	t.Helper()
+	t.Cleanup(func() { c.StartSnapgate(t) })
 	go c.Kubectl(t, "-n", ns, "set", "image", "statefulset/fz", "db=busybox:1.37")
 	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
+	if n := inFlightRecords(t, c); n != 1 {
+		t.Fatalf("%d records of post-hooks in flight while the volumes are frozen; want 1", n)
+	}
 	frozenAt := time.Now()
 	c.KillSnapgate(t)
+	return frozenAt
+}
+
+// awaitThaw writes to every volume and returns how long after frozenAt the
+// last write went through, failing past the watchdogs' bound.
+func awaitThaw(t *testing.T, dirs map[string]string, frozenAt time.Time) time.Duration {
+	t.Helper()
 	waits := map[string]<-chan error{}
 	for pod, dir := range dirs {
 		waits[pod] = writeFile(filepath.Join(dir, "during"))
@@ -127,14 +140,26 @@ func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", pod, err)
 			}
-			if since := time.Since(frozenAt); since < 10*time.Second {
-				t.Fatalf("%s: a write went through %s after the freeze, with snapgate dead; want it to wait for the watchdog", pod, since)
-			}
 		case <-time.After(hooks.FreezeBound + 20*time.Second - time.Since(frozenAt)):
-			t.Fatalf("%s: still frozen %s after snapgate died; the watchdog's bound is %s", pod, time.Since(frozenAt), hooks.FreezeBound)
+			t.Fatalf("%s: still frozen %s after snapgate was killed; the watchdog's bound is %s", pod, time.Since(frozenAt), hooks.FreezeBound)
 		}
 	}
-	t.Logf("thawed by the watchdogs %s after the freeze", time.Since(frozenAt).Round(time.Second))
+	return time.Since(frozenAt)
+}
+
+// TestFSFreezeWatchdogThawsWhenSnapgateDies kills snapgate while the volumes
+// are frozen: the watchdog the pre-hook left in each pod thaws them within its
+// bound, with no snapgate running at all.
+func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	dirs := freezableSet(t, c, ns, "30s")
+	frozenAt := killWhileFrozen(t, c, ns)
+	since := awaitThaw(t, dirs, frozenAt)
+	t.Logf("thawed by the watchdogs %s after the freeze", since.Round(time.Second))
+	if since < hooks.FreezeBound-10*time.Second {
+		t.Errorf("writes went through %s after the freeze, with snapgate dead; want them to wait for the watchdog (%s)", since, hooks.FreezeBound)
+	}
 }
 
 // TestARestartedSnapgateThawsWhatADeadOneFroze kills snapgate while the
@@ -145,40 +170,14 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	dirs := freezableSet(t, c, ns, "30s")
-	t.Cleanup(func() { c.StartSnapgate(t) })
-	records := func() int {
-		out := c.MustKubectl(t, "-n", "snapgate-system", "get", "leases", "-l", "snapgate.io/component=in-flight-hooks", "-o", "name")
-		return len(strings.Fields(out))
-	}
-
-	go c.Kubectl(t, "-n", ns, "set", "image", "statefulset/fz", "db=busybox:1.37")
-	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
-	if n := records(); n != 1 {
-		t.Fatalf("%d records of post-hooks in flight while the volumes are frozen; want 1", n)
-	}
-	frozenAt := time.Now()
-	c.KillSnapgate(t)
+	frozenAt := killWhileFrozen(t, c, ns)
 	c.StartSnapgate(t)
-	waits := map[string]<-chan error{}
-	for pod, dir := range dirs {
-		waits[pod] = writeFile(filepath.Join(dir, "during"))
-	}
-	for pod, wrote := range waits {
-		select {
-		case err := <-wrote:
-			if err != nil {
-				t.Fatalf("%s: %v", pod, err)
-			}
-		case <-time.After(hooks.FreezeBound + 20*time.Second - time.Since(frozenAt)):
-			t.Fatalf("%s: still frozen %s after snapgate was restarted", pod, time.Since(frozenAt))
-		}
-	}
-	since := time.Since(frozenAt)
+	since := awaitThaw(t, dirs, frozenAt)
 	t.Logf("thawed %s after the freeze", since.Round(time.Second))
 	if since > hooks.FreezeBound-15*time.Second {
 		t.Errorf("thawed %s after the freeze: that is the watchdog's bound (%s), not the restarted snapgate running the owed post-hooks", since, hooks.FreezeBound)
 	}
-	waitFor(t, 10*time.Second, func() bool { return records() == 0 }, "record removed once its post-hooks ran")
+	waitFor(t, 10*time.Second, func() bool { return inFlightRecords(t, c) == 0 }, "record removed once its post-hooks ran")
 }
 
 // TestFSFreezeWithNothingToFreezeIsRefusedAtApply: a StatefulSet whose hook

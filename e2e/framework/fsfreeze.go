@@ -31,22 +31,22 @@ func (c *Cluster) FreezableVolume(t testing.TB, ns, pod string) string {
 		t.Fatal(err)
 	}
 	host(t, "mkfs.ext4", "-q", "-F", img)
-	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(sbin("mount"), "-o", "loop", img, dir).CombinedOutput(); err != nil {
 		t.Fatalf("loop-mount a filesystem on %s (this needs root, and mkfs.ext4 and losetup from `make deps`): %v: %s", dir, err, out)
 	}
 	t.Cleanup(func() {
 		// Thawed first: a frozen filesystem would hang its unmount, and the stack.
-		_ = exec.Command("fsfreeze", "--unfreeze", dir).Run()
+		_ = exec.Command(sbin("fsfreeze"), "--unfreeze", dir).Run()
 		var out []byte
 		var err error
 		for range 50 {
-			if out, err = exec.Command("umount", dir).CombinedOutput(); err == nil {
+			if out, err = exec.Command(sbin("umount"), dir).CombinedOutput(); err == nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond) // a server in the pod may still have it open
 		}
 		t.Errorf("unmount %s: %v: %s", dir, err, out)
-		_ = exec.Command("umount", "-l", dir).Run()
+		_ = exec.Command(sbin("umount"), "-l", dir).Run()
 	})
 	return dir
 }
@@ -57,7 +57,7 @@ func (c *Cluster) FreezableVolume(t testing.TB, ns, pod string) string {
 // freezing dir.
 func Frozen(t testing.TB, dir string) bool {
 	t.Helper()
-	out, err := exec.Command("fsfreeze", "--freeze", dir).CombinedOutput()
+	out, err := exec.Command(sbin("fsfreeze"), "--freeze", dir).CombinedOutput()
 	if err == nil {
 		host(t, "fsfreeze", "--unfreeze", dir)
 		return false
@@ -69,9 +69,27 @@ func Frozen(t testing.TB, dir string) bool {
 	return false
 }
 
+// sbin finds a system tool on PATH, or in sbin, which a user's PATH may lack.
+func sbin(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return p
+		}
+	}
+	return name
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
 func host(t testing.TB, name string, args ...string) {
 	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(sbin(name), args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 }
