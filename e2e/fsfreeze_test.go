@@ -178,6 +178,11 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 		t.Errorf("thawed %s after the freeze: that is the watchdog's bound (%s), not the restarted snapgate running the owed post-hooks", since, hooks.FreezeBound)
 	}
 	waitFor(t, 10*time.Second, func() bool { return inFlightRecords(t, c) == 0 }, "record removed once its post-hooks ran")
+	// What happened is told on the StatefulSet, once per pod.
+	waitFor(t, 10*time.Second, func() bool {
+		out := c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=OwedPostHookRan,involvedObject.name=fz", "-o", "name")
+		return len(strings.Fields(out)) == 2
+	}, "an OwedPostHookRan event for each pod")
 }
 
 // TestFSFreezeWithNothingToFreezeIsRefusedAtApply: a StatefulSet whose hook

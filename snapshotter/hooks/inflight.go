@@ -11,10 +11,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -187,6 +189,8 @@ type Thawer struct {
 	// GiveUp is how long after its start a record is dropped even though a
 	// post-hook still fails: by then the in-pod bounds have ended what they can.
 	GiveUp time.Duration
+	// Events, when set, tells on the StatefulSet what was run or given up.
+	Events events.EventRecorder
 }
 
 // Start implements manager.Runnable.
@@ -256,6 +260,8 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 					return
 				}
 				logger.Info("Ran a post-hook its holder never did", "pod", o.Pod)
+				t.event(&sts, o.Pod, corev1.EventTypeNormal, "OwedPostHookRan",
+					"Ran the post-hook in pod %s that snapgate replica %s owed and never ran (it stopped)", o.Pod, ptr.Deref(l.Spec.HolderIdentity, "?"))
 			}
 		})
 	}
@@ -271,10 +277,23 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 	}
 	if start := l.Spec.AcquireTime; start == nil || time.Since(start.Time) > t.GiveUp {
 		logger.Info("Giving up on owed post-hooks that keep failing", "pods", len(still))
+		for _, o := range still {
+			t.event(&sts, o.Pod, corev1.EventTypeWarning, "OwedPostHookFailed",
+				"Gave up on the post-hook in pod %s after %s of failures; check that the application there is not still quiesced", o.Pod, t.GiveUp)
+		}
 		return t.drop(ctx, l)
 	}
 	owing.Pods = still
 	return setOwing(ctx, t.Client, l, owing)
+}
+
+// event tells on the StatefulSet, with the pod as related object: the events
+// library folds events that differ only in their note into one series.
+func (t *Thawer) event(sts *appsv1.StatefulSet, pod, kind, reason, note string, args ...any) {
+	if t.Events != nil {
+		related := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: sts.Namespace, Name: pod}
+		t.Events.Eventf(sts, related, kind, reason, "Thaw", note, args...)
+	}
 }
 
 // drop deletes a record, unless its holder renewed it meanwhile.

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -104,7 +106,8 @@ func TestTheThawerRunsWhatADeadReplicaOwed(t *testing.T) {
 	sts.Annotations = map[string]string{policy.PreHook: `["freeze"]`, policy.PostHook: `["thaw"]`}
 	exec := &fakeExec{}
 	r := runner(t, exec, true, sts, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil), pod("pg-2", "other", nil))
-	th := &Thawer{Runner: r, Reader: r.Client, Client: r.Client, Namespace: "snapgate-system", GiveUp: 10 * time.Minute}
+	rec := events.NewFakeRecorder(10)
+	th := &Thawer{Runner: r, Reader: r.Client, Client: r.Client, Namespace: "snapgate-system", GiveUp: 10 * time.Minute, Events: rec}
 	old := time.Now().Add(-time.Minute)
 	// Expired: owed post-hooks run; a pod another controller owns is never exec'd into.
 	record(t, r.Client, old, Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}, {"pg-1", []string{"thaw"}}, {"pg-2", []string{"thaw"}}}})
@@ -123,6 +126,11 @@ func TestTheThawerRunsWhatADeadReplicaOwed(t *testing.T) {
 	}
 	if len(exec.calls) != 2 {
 		t.Fatalf("calls = %v", exec.calls)
+	}
+	for range 2 {
+		if e := <-rec.Events; !strings.Contains(e, "OwedPostHookRan") || !strings.Contains(e, "snapgate-dead owed") {
+			t.Errorf("event %q; want it to say which replica owed the post-hook", e)
+		}
 	}
 	recs := records(t, r.Client)
 	if len(recs) != 1 || !slices.Equal(owedPods(t, recs[0]), []string{"pg-1"}) || ptr.Deref(recs[0].Spec.HolderIdentity, "") != "snapgate-dead" ||

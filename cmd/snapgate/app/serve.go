@@ -307,7 +307,7 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 	}
 	if err := mgr.Add(&hooks.Thawer{
 		Runner: runner, Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: o.Namespace,
-		Interval: hooks.InFlightDuration / 3, GiveUp: 10 * time.Minute,
+		Interval: hooks.InFlightDuration / 3, GiveUp: 10 * time.Minute, Events: mgr.GetEventRecorder("snapgate"),
 	}); err != nil {
 		return fmt.Errorf("set up thawer: %w", err)
 	}
