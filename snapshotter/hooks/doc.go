@@ -9,5 +9,8 @@
 // the user who asked for the change may create pods/exec in that namespace
 // themselves, so snapgate is never a deputy that execs for someone who may not.
 // Only pods owned by the StatefulSet are exec'd into, and every pod whose
-// pre-hook was attempted gets its post-hook, whatever happened.
+// pre-hook was attempted gets its post-hook, whatever happened: while hooks are
+// in flight a replica keeps a record of the post-hooks it owes (InFlight), and
+// if it dies the leader's Thawer runs them. Presets that hold something (a
+// lock, a freeze) also leave a bound in the pod that ends it without snapgate.
 package hooks

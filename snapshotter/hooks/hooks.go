@@ -57,10 +57,6 @@ var presets = map[string]Hook{
 	// itself after MySQLLockBound. These are snapgate's own fixed scripts,
 	// never a user's text.
 	"mysql": {Pre: []string{"sh", "-c", mysqlLock}, Post: []string{"sh", "-c", mysqlUnlock}},
-	// fsfreeze freezes the filesystem of each of the StatefulSet's volumes, as
-	// the container mounts them: writes wait, and what was written is on disk.
-	// The pre-hook leaves a watchdog in the pod that thaws after FreezeBound if
-	// snapgate never gets to the post-hook. The container needs CAP_SYS_ADMIN.
 	// MongoDB's fsyncLock flushes to disk and blocks writes until fsyncUnlock,
 	// whether or not the session that took it lives on; the pre-hook leaves a
 	// watchdog in the pod that unlocks after MongoDBLockBound if snapgate never
@@ -69,6 +65,10 @@ var presets = map[string]Hook{
 		Pre:  []string{"sh", "-c", mongoLock, "snapgate-mongodb", fmt.Sprint(int(MongoDBLockBound.Seconds())), mongoWatchdog},
 		Post: []string{"sh", "-c", mongoUnlock},
 	},
+	// fsfreeze freezes the filesystem of each of the StatefulSet's volumes, as
+	// the container mounts them: writes wait, and what was written is on disk.
+	// The pre-hook leaves a watchdog in the pod that thaws after FreezeBound if
+	// snapgate never gets to the post-hook. The container needs CAP_SYS_ADMIN.
 	"fsfreeze": {
 		Pre:           []string{"sh", "-c", fsfreezeFreeze, "snapgate-fsfreeze", fmt.Sprint(int(FreezeBound.Seconds()))},
 		Post:          []string{"sh", "-c", fsfreezeThaw, "snapgate-fsfreeze"},
