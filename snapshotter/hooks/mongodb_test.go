@@ -127,3 +127,22 @@ func TestMongoDBPresetScripts(t *testing.T) {
 		}
 	})
 }
+
+// TestHoldingPresetsFailClearlyWithoutAWritableTmpdir: a container whose
+// TMPDIR cannot be written (a read-only root filesystem) fails the pre-hook,
+// naming the file, before it locks or freezes anything.
+func TestHoldingPresetsFailClearlyWithoutAWritableTmpdir(t *testing.T) {
+	for _, name := range []string{"mysql", "mongodb", "fsfreeze"} {
+		argv := slices.Clone(presets[name].Pre)
+		if presets[name].freezesMounts {
+			argv = append(argv, t.TempDir())
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
+		// The file comes first: nothing is locked or frozen without it.
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=/proc/snapgate-test"}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "cannot create /proc/snapgate-test/snapgate-") {
+			t.Errorf("%s: %v, %q; want a failure naming the file it could not create", name, err, out)
+		}
+	}
+}
