@@ -57,7 +57,7 @@ run-down:
 
 ## bench: the pass-through decision (Go benchmark), then time-to-admit against the
 ## CSI baseline for 1, 3 and 10 replicas and snapgate's memory, on the local stack
-BENCH_ROUNDS ?= 5
+BENCH_ROUNDS ?= 11
 bench: run
 	go test -run '^$$' -bench PassThrough -benchmem ./webhook/
 	go test -tags e2e -run '^$$' -bench . -benchtime $(BENCH_ROUNDS)x -timeout 30m ./e2e/
