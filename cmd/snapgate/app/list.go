@@ -69,6 +69,29 @@ func statefulSetArg(args []string) (string, error) {
 	return name, nil
 }
 
+// statefulSetCommand is a command on one StatefulSet, named as sts/NAME.
+type statefulSetCommand interface {
+	setStatefulSet(name string)
+	Validate() error
+	Run(ctx context.Context, out io.Writer) error
+}
+
+// runOnStatefulSet is the RunE of a statefulSetCommand: read the name,
+// validate, run.
+func runOnStatefulSet(o statefulSetCommand) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		name, err := statefulSetArg(args)
+		if err != nil {
+			return err
+		}
+		o.setStatefulSet(name)
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(cmd.Context(), cmd.OutOrStdout())
+	}
+}
+
 func newListCommand() *cobra.Command {
 	o := &ListOptions{Kube: genericclioptions.NewConfigFlags(true), Output: "table", Now: time.Now}
 	cmd := &cobra.Command{

@@ -63,17 +63,7 @@ replaces each PVC with a copy of its snapshot, and restores the recorded pod tem
 and replica count.`,
 		Example: `  snapgate rollback sts/postgres -n db --wait
   kubectl snapgate rollback sts/postgres --to postgres-3f2a9c1d --wait`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := statefulSetArg(args)
-			if err != nil {
-				return err
-			}
-			o.StatefulSet = name
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context(), cmd.OutOrStdout())
-		},
+		RunE: runOnStatefulSet(o),
 	}
 	o.Kube.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.To, "to", o.To, `the snapshot set to roll back to, or "latest" (the newest ready set taken before a change)`)
@@ -81,6 +71,8 @@ and replica count.`,
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "with --wait, stop following after this long (the rollback goes on)")
 	return cmd
 }
+
+func (o *RollbackOptions) setStatefulSet(name string) { o.StatefulSet = name }
 
 // Run asks for the rollback, or joins the one in progress, and follows it.
 func (o *RollbackOptions) Run(ctx context.Context, out io.Writer) error {

@@ -53,23 +53,15 @@ func newSnapshotCommand() *cobra.Command {
 		Short: "Take a snapshot set of a StatefulSet now, with its hooks, and wait for it",
 		Example: `  snapgate snapshot sts/postgres -n db
   kubectl snapgate snapshot sts/postgres --wait-for cut`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := statefulSetArg(args)
-			if err != nil {
-				return err
-			}
-			o.StatefulSet = name
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context(), cmd.OutOrStdout())
-		},
+		RunE: runOnStatefulSet(o),
 	}
 	o.Kube.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.WaitFor, "wait-for", o.WaitFor, "ready or cut; default: the StatefulSet's snapgate.io/wait-for, else ready")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "give up waiting after this long (the snapshots go on)")
 	return cmd
 }
+
+func (o *SnapshotOptions) setStatefulSet(name string) { o.StatefulSet = name }
 
 // Run takes the set through the same engine as the webhook: plan, hooks (run
 // with the user's own credentials, so the API server checks their exec right),
