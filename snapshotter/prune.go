@@ -62,19 +62,28 @@ var _ reconcile.Reconciler = (*Pruner)(nil)
 // SetupWithManager registers the Pruner on snapgate's snapshots and on changes
 // of snapgate.io/keep.
 func (p *Pruner) SetupWithManager(mgr ctrl.Manager) error {
-	keepChanged := predicate.Funcs{
+	changed := predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			return e.ObjectOld.GetAnnotations()[policy.Keep] != e.ObjectNew.GetAnnotations()[policy.Keep]
-		},
+		UpdateFunc:  func(e event.UpdateEvent) bool { return PruneMayChange(e.ObjectOld, e.ObjectNew) },
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pruner").
 		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(statefulSetRequest)).
-		WatchesMetadata(StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(keepChanged)).
+		WatchesMetadata(StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(changed)).
 		Complete(p)
+}
+
+// PruneMayChange reports whether an update of a StatefulSet may change what
+// is pruned: snapgate.io/keep, or a change landing. A set is ready before its
+// change is admitted, so when its snapshots last changed the change had not
+// landed and the set was not counted; the change landing (a new generation,
+// the set recorded as last) is what makes it count.
+func PruneMayChange(old, updated client.Object) bool {
+	oa, na := old.GetAnnotations(), updated.GetAnnotations()
+	return oa[policy.Keep] != na[policy.Keep] || oa[policy.LastSet] != na[policy.LastSet] ||
+		old.GetGeneration() != updated.GetGeneration()
 }
 
 // StatefulSetMetadata is the metadata-only form in which snapgate's controllers

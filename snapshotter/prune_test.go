@@ -105,3 +105,22 @@ func TestPlanPrune(t *testing.T) {
 		})
 	}
 }
+
+func TestPruneMayChangeWhenAChangeLands(t *testing.T) {
+	sts := func(gen int64, ann map[string]string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Generation: gen, Annotations: ann}}
+	}
+	base := sts(3, map[string]string{policy.LastSet: "db-1", policy.Keep: "2"})
+	for name, tc := range map[string]struct {
+		updated *metav1.PartialObjectMetadata
+		want    bool
+	}{
+		"the change lands (a new generation, a new last set)": {sts(4, map[string]string{policy.LastSet: "db-2", policy.Keep: "2"}), true},
+		"keep changes":                     {sts(3, map[string]string{policy.LastSet: "db-1", policy.Keep: "1"}), true},
+		"status or other metadata changes": {sts(3, map[string]string{policy.LastSet: "db-1", policy.Keep: "2"}), false},
+	} {
+		if got := PruneMayChange(base, tc.updated); got != tc.want {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+}
