@@ -57,8 +57,8 @@ func installRelease(t *testing.T, c *framework.Cluster, port int, set ...string)
 }
 
 // start runs a process until the test ends, and shows the end of its log if
-// the test failed.
-func start(t *testing.T, name string, args ...string) {
+// the test failed. It returns the log's path.
+func start(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logFile, err := os.Create(logPath)
@@ -78,12 +78,20 @@ func start(t *testing.T, name string, args ...string) {
 			t.Logf("%s's log:\n%s", filepath.Base(name), lastLines(string(b), 30))
 		}
 	})
+	return logPath
 }
 
 // serve runs snapgate for the release, with these certificate flags.
 func (r *release) serve(t *testing.T, certFlags ...string) {
 	t.Helper()
-	start(t, r.c.Bin("snapgate"), append([]string{"serve", "--kubeconfig", r.c.Kubeconfig, "--namespace", r.namespace,
+	_ = r.serveWith(t, r.c.Kubeconfig, certFlags...)
+}
+
+// serveWith runs snapgate for the release with this kubeconfig, and returns
+// the path of its log.
+func (r *release) serveWith(t *testing.T, kubeconfig string, certFlags ...string) string {
+	t.Helper()
+	logPath := start(t, r.c.Bin("snapgate"), append([]string{"serve", "--kubeconfig", kubeconfig, "--namespace", r.namespace,
 		"--webhook-configuration", "sg-snapgate", "--service-name", "sg-snapgate",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(r.port),
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--budget", "8s"}, certFlags...)...)
@@ -94,6 +102,7 @@ func (r *release) serve(t *testing.T, certFlags ...string) {
 		}
 		return err == nil
 	}, "snapgate serving")
+	return logPath
 }
 
 // served is the certificate snapgate answers with.

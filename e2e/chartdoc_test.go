@@ -93,7 +93,7 @@ func lookup(m map[string]any, path []string) any {
 var rbac = [][3]string{
 	{"statefulsets", "get, list, watch, update, patch", "read the changed StatefulSet; watch the annotations that ask for a rollback or retention; record a set; restore template and replicas"},
 	{"pods", "get, list, watch", "find the pods to quiesce; wait for a rollback's scale to 0"},
-	{"pods/exec", "create", "run the quiesce hooks (PostgreSQL CHECKPOINT and your own)"},
+	{"pods/exec", "get, create", "run the quiesce hooks (PostgreSQL CHECKPOINT and your own): get for exec over WebSocket, create over SPDY"},
 	{"persistentvolumeclaims", "get, list, watch, create, delete", "check the PVCs to snapshot; replace them in a rollback"},
 	{"persistentvolumes", "get, patch", "find a PVC's CSI driver; set a replaced volume to Retain"},
 	{"namespaces", "get", "read a namespace's snapgate.io/guard label (scale requests carry none)"},

@@ -145,3 +145,22 @@ func (c *Cluster) Run(t testing.TB, stdin, name string, args ...string) Result {
 	}
 	return Result{Stdout: out.String(), Stderr: errOut.String(), Err: err}
 }
+
+// KubeconfigAs writes a kubeconfig that acts as a ServiceAccount (the admin
+// impersonates it), so that a process run here has exactly the permissions a
+// pod running as that ServiceAccount would have.
+func (c *Cluster) KubeconfigAs(t testing.TB, namespace, serviceAccount string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := cfg.AuthInfos[cfg.Contexts[cfg.CurrentContext].AuthInfo]
+	auth.Impersonate = "system:serviceaccount:" + namespace + ":" + serviceAccount
+	auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,71 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapgate/snapgate/e2e/framework"
+	"github.com/snapgate/snapgate/snapshotter/policy"
+)
+
+// TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes runs snapgate as
+// the chart's ServiceAccount, with exactly the RBAC the chart grants, through
+// everything it does: issue its certificate into the Secret and the
+// webhooks' caBundles, guard upgrades with hooks (pods/exec, the requester's
+// SubjectAccessReview, the record of post-hooks in flight), prune, tell events,
+// and roll back (PVCs, PVs, the StatefulSet). Nothing may be forbidden.
+func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
+	c := framework.Connect(t)
+	rel := installRelease(t, c, 19455, "certs.mode=builtin")
+	logPath := rel.serveWith(t, c.KubeconfigAs(t, rel.namespace, "sg-snapgate"),
+		"--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir())
+	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
+
+	ns := c.Namespace(t)
+	c.Apply(t, ns, framework.StatefulSet("db", 2, "postgres:16", map[string]string{
+		policy.PreHook: `["sh","-c","touch quiesced"]`, policy.PostHook: `["sh","-c","rm quiesced"]`, policy.Keep: "1",
+	}))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	for _, image := range []string{"postgres:17", "postgres:18", "postgres:19"} {
+		r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db="+image)
+		if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set db-") {
+			t.Fatalf("upgrade to %s: %v\n%s", image, r.Err, r.Stderr)
+		}
+		c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	}
+	// keep=1, and the last set is kept over and above that: the oldest goes.
+	waitFor(t, 30*time.Second, func() bool { return len(c.Snapshots(t, ns, "db")) == 4 }, "the oldest set pruned")
+	for _, pod := range []string{"db-0", "db-1"} {
+		if got := files(t, c, ns, pod); strings.Contains(got, "quiesced") {
+			t.Errorf("%s: the post-hook did not run: %s", pod, got)
+		}
+	}
+
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.RollbackTo+"=latest")
+	if st := c.WaitRollback(t, ns, "db", 2*time.Minute); st.Phase != policy.PhaseSucceeded {
+		t.Fatalf("rollback: %+v", st)
+	}
+	if got := image(t, c, ns, "db"); got != "postgres:18" {
+		t.Errorf("image after the rollback = %s, want postgres:18", got)
+	}
+	if out := c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=SnapshotSetTaken", "-o", "name"); out == "" {
+		t.Error("no SnapshotSetTaken event on the StatefulSet")
+	}
+	if out := c.MustKubectl(t, "-n", rel.namespace, "get", "leases", "-l", "snapgate.io/component=in-flight-hooks", "-o", "name"); out != "" {
+		t.Errorf("records of post-hooks in flight left behind: %s", out)
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// RBAC's refusals read "... is forbidden: User ... cannot VERB resource ...".
+		if strings.Contains(line, "is forbidden: User") {
+			t.Errorf("snapgate was refused something the chart should grant:\n%s", line)
+		}
+	}
+}
