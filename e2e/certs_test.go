@@ -81,16 +81,12 @@ func start(t *testing.T, name string, args ...string) string {
 	return logPath
 }
 
-// serve runs snapgate for the release, with these certificate flags.
+// serve runs snapgate for the release, with these certificate flags, as the
+// release's ServiceAccount (with exactly the chart's RBAC, as its pod would
+// have), and fails the test if any request of snapgate's was refused by RBAC.
 func (r *release) serve(t *testing.T, certFlags ...string) {
 	t.Helper()
-	_ = r.serveWith(t, r.c.Kubeconfig, certFlags...)
-}
-
-// serveWith runs snapgate for the release with this kubeconfig, and returns
-// the path of its log.
-func (r *release) serveWith(t *testing.T, kubeconfig string, certFlags ...string) string {
-	t.Helper()
+	kubeconfig := r.c.KubeconfigAs(t, r.namespace, "sg-snapgate")
 	logPath := start(t, r.c.Bin("snapgate"), append([]string{"serve", "--kubeconfig", kubeconfig, "--namespace", r.namespace,
 		"--webhook-configuration", "sg-snapgate", "--service-name", "sg-snapgate",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(r.port),
@@ -102,7 +98,19 @@ func (r *release) serveWith(t *testing.T, kubeconfig string, certFlags ...string
 		}
 		return err == nil
 	}, "snapgate serving")
-	return logPath
+	// Whatever the test does, the chart must have granted all of it.
+	t.Cleanup(func() {
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Error(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			// RBAC's refusals read "... is forbidden: User ... cannot VERB resource ...".
+			if strings.Contains(line, "is forbidden: User") {
+				t.Errorf("snapgate was refused something the chart should grant:\n%s", line)
+			}
+		}
+	})
 }
 
 // served is the certificate snapgate answers with.

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,12 +16,12 @@ import (
 // everything it does: issue its certificate into the Secret and the
 // webhooks' caBundles, guard upgrades with hooks (pods/exec, the requester's
 // SubjectAccessReview, the record of post-hooks in flight), prune, tell events,
-// and roll back (PVCs, PVs, the StatefulSet). Nothing may be forbidden.
+// and roll back (PVCs, PVs, the StatefulSet). release.serve fails the test on
+// any RBAC refusal in snapgate's log.
 func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	c := framework.Connect(t)
 	rel := installRelease(t, c, 19455, "certs.mode=builtin")
-	logPath := rel.serveWith(t, c.KubeconfigAs(t, rel.namespace, "sg-snapgate"),
-		"--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir())
+	rel.serve(t, "--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir())
 	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
 
 	ns := c.Namespace(t)
@@ -57,15 +56,5 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	}
 	if out := c.MustKubectl(t, "-n", rel.namespace, "get", "leases", "-l", "snapgate.io/component=in-flight-hooks", "-o", "name"); out != "" {
 		t.Errorf("records of post-hooks in flight left behind: %s", out)
-	}
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// RBAC's refusals read "... is forbidden: User ... cannot VERB resource ...".
-		if strings.Contains(line, "is forbidden: User") {
-			t.Errorf("snapgate was refused something the chart should grant:\n%s", line)
-		}
 	}
 }
