@@ -117,7 +117,17 @@ func (in *InFlight) begin(ctx context.Context, sts *appsv1.StatefulSet, targets 
 	h := &held{in: in, lease: lease, owing: owing, stop: stop, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
-		wait.UntilWithContext(rctx, h.renew, in.Duration/3)
+		// Not at once, as wait.Until would: the record was written just now.
+		tick := time.NewTicker(in.Duration / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				h.renew(rctx)
+			}
+		}
 	}()
 	return h, nil
 }
