@@ -55,7 +55,7 @@ func TestFSFreezePresetFreezesTheVolumesAsTheContainerMountsThem(t *testing.T) {
 		want  string
 	}{
 		"a container that mounts no volume of the StatefulSet": {policy.Hooks{Preset: "fsfreeze", Container: "exporter"},
-			"mounts none of the StatefulSet's volumes (data): set snapgate.io/hook-container"},
+			`container "exporter" mounts none of its volumeClaimTemplates (data): set snapgate.io/hook-container`},
 		"a container the pod does not have": {policy.Hooks{Preset: "fsfreeze", Container: "pgbouncer"},
 			`has no container "pgbouncer": set snapgate.io/hook-container to one of its containers`},
 	} {

@@ -411,33 +411,6 @@ func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target,
 	return out, nil
 }
 
-// claimMounts are the paths at which a container mounts the volumes of the
-// StatefulSet's claim templates (a pod's volume is named after its template),
-// one per volume: a filesystem mounted twice must be frozen once.
-func claimMounts(pod *corev1.Pod, container string, sts *appsv1.StatefulSet) ([]string, error) {
-	i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == container })
-	if i < 0 {
-		return nil, fmt.Errorf("pod %s has no container %q: set snapgate.io/hook-container to one of its containers", pod.Name, container)
-	}
-	var claims []string
-	for _, t := range sts.Spec.VolumeClaimTemplates {
-		claims = append(claims, t.Name)
-	}
-	var paths []string
-	seen := map[string]bool{}
-	for _, m := range pod.Spec.Containers[i].VolumeMounts {
-		if slices.Contains(claims, m.Name) && !seen[m.Name] {
-			seen[m.Name] = true
-			paths = append(paths, m.MountPath)
-		}
-	}
-	if len(paths) == 0 {
-		return nil, fmt.Errorf("container %s of pod %s mounts none of the StatefulSet's volumes (%s): "+
-			"set snapgate.io/hook-container to the container that mounts them", container, pod.Name, strings.Join(claims, ", "))
-	}
-	return paths, nil
-}
-
 // target is the hook of one pod, or nil when the pod does not exist, is not
 // the StatefulSet's, or has no hook.
 func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks policy.Hooks, name string) (*target, error) {
@@ -462,9 +435,9 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 		container = pod.Spec.Containers[0].Name
 	}
 	if hook.freezesMounts {
-		paths, err := claimMounts(&pod, container, sts)
+		paths, err := policy.ClaimMounts(&pod.Spec, container, sts)
 		if err != nil {
-			return nil, fmt.Errorf("hook preset fsfreeze: %w", err)
+			return nil, fmt.Errorf("hook preset fsfreeze, pod %s: %w", name, err)
 		}
 		hook.Pre = slices.Concat(hook.Pre, paths)
 		hook.Post = slices.Concat(hook.Post, paths)

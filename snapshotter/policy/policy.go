@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -268,34 +269,46 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 		}
 	}
 	if p.Hooks.Preset == "fsfreeze" && len(p.Hooks.Pre) == 0 && len(p.Hooks.Post) == 0 && sts != nil {
-		if msg := freezable(sts, p.Hooks.Container); msg != "" {
-			errs = append(errs, field.Invalid(path.Key(HookPreset), "fsfreeze", msg))
+		// A container the template lacks is reported on snapgate.io/hook-container.
+		if _, err := ClaimMounts(&sts.Spec.Template.Spec, p.Hooks.Container, sts); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+			errs = append(errs, field.Invalid(path.Key(HookPreset), "fsfreeze",
+				"the fsfreeze preset freezes the StatefulSet's volumes where the hook container mounts them: "+err.Error()))
 		}
 	}
 	return p, errs
 }
 
-// freezable says why the fsfreeze preset would find nothing to freeze in the
-// hook container: it freezes the StatefulSet's volumes where that container
-// mounts them.
-func freezable(sts *appsv1.StatefulSet, container string) string {
-	cs := sts.Spec.Template.Spec.Containers
+// ErrNoSuchContainer is ClaimMounts' error for a container the pod lacks.
+var ErrNoSuchContainer = errors.New("no such container")
+
+// ClaimMounts are the paths at which a container of a pod spec (the first one
+// when container is empty) mounts the volumes of the StatefulSet's claim
+// templates (a pod's volume is named after its template), one per volume: a
+// filesystem mounted twice is frozen once. It is what the fsfreeze preset
+// freezes.
+func ClaimMounts(spec *corev1.PodSpec, container string, sts *appsv1.StatefulSet) ([]string, error) {
+	if len(spec.Containers) == 0 {
+		return nil, fmt.Errorf("%w: the pod has no containers", ErrNoSuchContainer)
+	}
 	i := 0
 	if container != "" {
-		if i = slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == container }); i < 0 {
-			return "" // reported on snapgate.io/hook-container
+		if i = slices.IndexFunc(spec.Containers, func(c corev1.Container) bool { return c.Name == container }); i < 0 {
+			return nil, fmt.Errorf("%w: the pod has no container %q: set snapgate.io/hook-container to one of its containers", ErrNoSuchContainer, container)
 		}
 	}
-	if len(cs) == 0 {
-		return ""
-	}
-	for _, m := range cs[i].VolumeMounts {
-		if hasClaimTemplate(sts, m.Name) {
-			return ""
+	c := spec.Containers[i]
+	var paths, seen []string
+	for _, m := range c.VolumeMounts {
+		if hasClaimTemplate(sts, m.Name) && !slices.Contains(seen, m.Name) {
+			seen = append(seen, m.Name)
+			paths = append(paths, m.MountPath)
 		}
 	}
-	return fmt.Sprintf("the fsfreeze preset freezes the StatefulSet's volumes where the hook container mounts them, and container %q mounts none of its volumeClaimTemplates (%s): "+
-		"set snapgate.io/hook-container to the container that mounts them, or mount them in %q", cs[i].Name, strings.Join(claimTemplates(sts), ", "), cs[i].Name)
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("container %q mounts none of its volumeClaimTemplates (%s): "+
+			"set snapgate.io/hook-container to the container that mounts them, or mount them in %q", c.Name, strings.Join(claimTemplates(sts), ", "), c.Name)
+	}
+	return paths, nil
 }
 
 func splitList(v string) []string {
