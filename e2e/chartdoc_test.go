@@ -103,7 +103,7 @@ var rbac = [][3]string{
 	{"events (events.k8s.io)", "create, patch", "record sets taken, skipped, pruned, and rollbacks"},
 	{"subjectaccessreviews", "create", "check that whoever set hook annotations may exec into the pods"},
 	{"mutating/validatingwebhookconfigurations (builtin mode, its own only)", "get, update", "keep the caBundle current"},
-	{"leases (release namespace)", "get, list, create, update, patch, delete", "leader election of the controllers; records of post-hooks in flight, so that the leader runs those a dead replica owed"},
+	{"leases (release namespace)", "get, list, watch, create, update, patch, delete", "leader election of the controllers; records of post-hooks in flight, watched by the leader, which runs those a dead replica owed"},
 	{"secrets (release namespace, builtin mode)", "create; get, list, watch, update on its own", "keep the serving certificate"},
 }
 

@@ -3,7 +3,6 @@ package hooks
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,11 +14,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/policy"
@@ -158,76 +160,91 @@ func (h *held) end(ctx context.Context, failed []string) error {
 	}
 	owing := h.owing
 	owing.Pods = slices.DeleteFunc(slices.Clone(owing.Pods), func(o Owed) bool { return !slices.Contains(failed, o.Pod) })
-	return setOwing(ctx, h.in.Client, h.lease, owing)
+	// Not held: the Thawer tries once it expires, as its last renewal says.
+	return setOwing(ctx, h.in.Client, h.lease, owing, time.Time{}, 0)
 }
 
-func setOwing(ctx context.Context, c client.Client, lease *coordinationv1.Lease, owing Owing) error {
+// setOwing writes what is still owed into a record and, with hold, holds it
+// again: it expires after hold from now.
+func setOwing(ctx context.Context, c client.Client, lease *coordinationv1.Lease, owing Owing, now time.Time, hold time.Duration) error {
 	b, err := json.Marshal(owing)
 	if err != nil {
 		return err
 	}
 	patch := client.MergeFromWithOptions(lease.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	lease.Annotations[AnnotationOwed] = string(b)
+	if hold > 0 {
+		lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
+		lease.Spec.LeaseDurationSeconds = ptr.To(int32(hold / time.Second))
+	}
 	if err := c.Patch(ctx, lease, patch); err != nil {
 		return fmt.Errorf("record the post-hooks still owed in %s: %w", lease.Name, err)
 	}
 	return nil
 }
 
-// expired reports whether a record's holder has stopped renewing it.
-func expired(l *coordinationv1.Lease, now time.Time) bool {
+// untilExpiry is how long until a record expires: its holder has stopped
+// renewing it when this is not above zero.
+func untilExpiry(l *coordinationv1.Lease, now time.Time) time.Duration {
 	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-		return true
+		return 0
 	}
-	return now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+	return l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second).Sub(now)
 }
 
 // Thawer runs the post-hooks of in-flight records whose holders stopped
 // renewing them: a snapgate replica that was killed between a pre-hook and its
-// post-hook. It runs where the controllers run (the leader).
+// post-hook. It watches the records and comes back to each when it would
+// expire. It runs where the controllers run (the leader).
 type Thawer struct {
 	// Runner resolves and runs the hooks.
 	Runner *Runner
-	// Reader lists the records and reads StatefulSets, uncached.
-	Reader client.Reader
-	// Client updates and deletes the records.
+	// Client reads the records (from a cache that watches them), reads
+	// StatefulSets, and updates and deletes the records.
 	Client client.Client
-	// Namespace is snapgate's own namespace, where the records are.
-	Namespace string
-	// Interval is how often the records are looked at.
-	Interval time.Duration
+	// Retry is how long a record whose post-hook failed waits for the next try.
+	Retry time.Duration
 	// GiveUp is how long after its start a record is dropped even though a
 	// post-hook still fails: by then the in-pod bounds have ended what they can.
 	GiveUp time.Duration
 	// Events, when set, tells on the StatefulSet what was run or given up.
 	Events events.EventRecorder
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
 }
 
-// Start implements manager.Runnable.
-func (t *Thawer) Start(ctx context.Context) error {
-	wait.UntilWithContext(ctx, func(ctx context.Context) {
-		if err := t.ThawExpired(ctx); err != nil && ctx.Err() == nil {
-			log.FromContext(ctx).Error(err, "Running owed post-hooks")
-		}
-	}, t.Interval)
-	return nil
+var _ reconcile.Reconciler = (*Thawer)(nil)
+
+// isRecord reports whether an object is one of snapgate's in-flight records;
+// the manager's cache holds only those of the Leases.
+func isRecord(o client.Object) bool {
+	l := o.GetLabels()
+	return l[LabelComponent] == ComponentInFlight && l[snapshotter.LabelManagedBy] == snapshotter.ManagedBy
 }
 
-// ThawExpired runs the owed post-hooks of every expired record, and deletes
-// the record once none is owed.
-func (t *Thawer) ThawExpired(ctx context.Context) error {
-	var leases coordinationv1.LeaseList
-	if err := t.Reader.List(ctx, &leases, client.InNamespace(t.Namespace),
-		client.MatchingLabels{snapshotter.LabelManagedBy: snapshotter.ManagedBy, LabelComponent: ComponentInFlight}); err != nil {
-		return fmt.Errorf("list records of post-hooks in flight: %w", err)
+// SetupWithManager registers the Thawer on the in-flight records.
+func (t *Thawer) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("thawer").
+		For(&coordinationv1.Lease{}, builder.WithPredicates(predicate.NewPredicateFuncs(isRecord))).
+		Complete(t)
+}
+
+// Reconcile runs the owed post-hooks of a record once it has expired, and
+// deletes it once none is owed; a record still live is looked at again when
+// it would expire.
+func (t *Thawer) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var l coordinationv1.Lease
+	if err := t.Client.Get(ctx, req.NamespacedName, &l); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	var errs []error
-	for i := range leases.Items {
-		if l := &leases.Items[i]; expired(l, time.Now()) {
-			errs = append(errs, t.thaw(ctx, l))
-		}
+	if left := untilExpiry(&l, t.now()); left > 0 {
+		return reconcile.Result{RequeueAfter: left}, nil
 	}
-	return errors.Join(errs...)
+	if err := t.thaw(ctx, &l); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
 }
 
 func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
@@ -239,7 +256,7 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 	}
 	logger = logger.WithValues("statefulset", owing.Namespace+"/"+owing.StatefulSet)
 	var sts appsv1.StatefulSet
-	err := t.Reader.Get(ctx, types.NamespacedName{Namespace: owing.Namespace, Name: owing.StatefulSet}, &sts)
+	err := t.Client.Get(ctx, types.NamespacedName{Namespace: owing.Namespace, Name: owing.StatefulSet}, &sts)
 	if apierrors.IsNotFound(err) {
 		logger.Info("The StatefulSet is gone, and with it its pods: no post-hook owed")
 		return t.drop(ctx, l)
@@ -285,7 +302,7 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 	if len(still) == 0 {
 		return t.drop(ctx, l)
 	}
-	if start := l.Spec.AcquireTime; start == nil || time.Since(start.Time) > t.GiveUp {
+	if start := l.Spec.AcquireTime; start == nil || t.now().Sub(start.Time) > t.GiveUp {
 		logger.Info("Giving up on owed post-hooks that keep failing", "pods", len(still))
 		for _, o := range still {
 			t.event(&sts, o.Pod, corev1.EventTypeWarning, "OwedPostHookFailed",
@@ -293,8 +310,16 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 		}
 		return t.drop(ctx, l)
 	}
+	// Held again for Retry, as its holder would: the next try comes then.
 	owing.Pods = still
-	return setOwing(ctx, t.Client, l, owing)
+	return setOwing(ctx, t.Client, l, owing, t.now(), t.Retry)
+}
+
+func (t *Thawer) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
 }
 
 // event tells on the StatefulSet, with the pod as related object: the events
@@ -314,6 +339,3 @@ func (t *Thawer) drop(ctx context.Context, l *coordinationv1.Lease) error {
 	}
 	return nil
 }
-
-// NeedLeaderElection: one replica thaws, the leader.
-func (t *Thawer) NeedLeaderElection() bool { return true }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
@@ -101,13 +102,23 @@ func record(t *testing.T, c client.Client, renewed time.Time, owing Owing) {
 	}
 }
 
+// reconcileAll reconciles every record, as the watch would.
+func reconcileAll(t *testing.T, th *Thawer) {
+	t.Helper()
+	for _, l := range records(t, th.Client) {
+		if _, err := th.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&l)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestTheThawerRunsWhatADeadReplicaOwed(t *testing.T) {
 	sts := statefulSet()
 	sts.Annotations = map[string]string{policy.PreHook: `["freeze"]`, policy.PostHook: `["thaw"]`}
 	exec := &fakeExec{}
 	r := runner(t, exec, true, sts, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil), pod("pg-2", "other", nil))
 	rec := events.NewFakeRecorder(10)
-	th := &Thawer{Runner: r, Reader: r.Client, Client: r.Client, Namespace: "snapgate-system", GiveUp: 10 * time.Minute, Events: rec}
+	th := &Thawer{Runner: r, Client: r.Client, Retry: 15 * time.Second, GiveUp: 10 * time.Minute, Events: rec}
 	old := time.Now().Add(-time.Minute)
 	// Expired: owed post-hooks run; a pod another controller owns is never exec'd into.
 	record(t, r.Client, old, Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}, {"pg-1", []string{"thaw"}}, {"pg-2", []string{"thaw"}}}})
@@ -118,9 +129,7 @@ func TestTheThawerRunsWhatADeadReplicaOwed(t *testing.T) {
 	// Renewed just now: its holder is alive.
 	record(t, r.Client, time.Now(), Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-1", []string{"thaw"}}}})
 
-	if err := th.ThawExpired(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	reconcileAll(t, th)
 	if got := exec.ran(":thaw"); !slices.Equal(got, []string{"pg-0", "pg-1"}) {
 		t.Fatalf("post-hooks ran in %v; want pg-0 and pg-1, once each", got)
 	}
@@ -144,20 +153,19 @@ func TestTheThawerRetriesAFailingPostHookThenGivesUp(t *testing.T) {
 	sts.Annotations = map[string]string{policy.PreHook: `["freeze"]`, policy.PostHook: `["thaw"]`}
 	exec := &fakeExec{fail: map[string]error{"pg-0": errors.New("exit 1")}, failPost: true}
 	r := runner(t, exec, true, sts, pod("pg-0", "sts", nil))
-	th := &Thawer{Runner: r, Reader: r.Client, Client: r.Client, Namespace: "snapgate-system", GiveUp: 10 * time.Minute}
+	now := time.Now()
+	th := &Thawer{Runner: r, Client: r.Client, Retry: 15 * time.Second, GiveUp: 10 * time.Minute, Now: func() time.Time { return now }}
 	record(t, r.Client, time.Now().Add(-time.Minute), Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}}})
-	for range 2 {
-		if err := th.ThawExpired(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	reconcileAll(t, th)
+	reconcileAll(t, th) // held for Retry after the failure: not tried again yet
+	now = now.Add(16 * time.Second)
+	reconcileAll(t, th)
 	if got := exec.ran(":thaw"); len(got) != 2 || len(records(t, r.Client)) != 1 {
 		t.Fatalf("ran %v, records %d; want two tries and the record kept", got, len(records(t, r.Client)))
 	}
-	th.GiveUp = 30 * time.Second // the record started a minute ago
-	if err := th.ThawExpired(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	th.GiveUp = 30 * time.Second // the record started over a minute ago
+	now = now.Add(16 * time.Second)
+	reconcileAll(t, th)
 	if n := len(records(t, r.Client)); n != 0 {
 		t.Fatalf("records after giving up = %d", n)
 	}

@@ -14,6 +14,7 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -266,6 +267,11 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 			ByObject: map[client.Object]cache.ByObject{
 				&snapv1.VolumeSnapshot{}:          {Label: managedBy},
 				snapshotter.StatefulSetMetadata(): {Transform: keepSnapgateAnnotations},
+				// Of the Leases, only the in-flight records in snapgate's namespace.
+				&coordinationv1.Lease{}: {
+					Namespaces: map[string]cache.Config{o.Namespace: {}},
+					Label:      labels.SelectorFromSet(labels.Set{hooks.LabelComponent: hooks.ComponentInFlight, snapshotter.LabelManagedBy: snapshotter.ManagedBy}),
+				},
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
@@ -305,10 +311,10 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 			Identity: identity + "_" + string(uuid.NewUUID()),
 		},
 	}
-	if err := mgr.Add(&hooks.Thawer{
-		Runner: runner, Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: o.Namespace,
-		Interval: hooks.InFlightDuration / 3, GiveUp: 10 * time.Minute, Events: mgr.GetEventRecorder("snapgate"),
-	}); err != nil {
+	if err := (&hooks.Thawer{
+		Runner: runner, Client: mgr.GetClient(), Retry: hooks.InFlightDuration, GiveUp: 10 * time.Minute,
+		Events: mgr.GetEventRecorder("snapgate"),
+	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up thawer: %w", err)
 	}
 	engine := &snapshotter.Engine{
