@@ -35,12 +35,12 @@ e2e: deps run
 chart-golden: cluster
 	UPDATE_GOLDEN=1 go test -tags e2e -count=1 -run 'TestChartRendersAsGolden|TestChartReadme' ./e2e/
 
-## deps: what the e2e tests need beyond Go (PostgreSQL and MariaDB, from Debian's packages), where missing
+## deps: what the stack and the e2e tests need beyond Go, from Debian's packages, where missing
 deps:
 	@e2e/stack/deps.sh
 
-## cluster: start the local stack, or find it running; prints the KUBECONFIG export
-cluster:
+## cluster: start the local stack (control plane, real node, kwok nodes, CSI), or find it running; prints the KUBECONFIG export
+cluster: deps
 	@e2e/stack/cluster.sh up
 
 ## cluster-down: stop every process the stack started and remove its state

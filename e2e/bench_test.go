@@ -34,7 +34,7 @@ func BenchmarkTimeToAdmit(b *testing.B) {
 	for _, replicas := range []int{1, 3, 10} {
 		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
 			c := framework.Connect(b)
-			ns := c.Namespace(b)
+			ns := c.KwokNamespace(b)
 			name := "bench"
 			c.Apply(b, ns, framework.StatefulSet(name, replicas, "postgres:16", nil))
 			c.MustKubectl(b, "-n", ns, "rollout", "status", "statefulset/"+name, "--timeout=120s")
@@ -149,7 +149,7 @@ func median(ds []time.Duration) time.Duration {
 // resident memory.
 func BenchmarkMemoryWith1000StatefulSets(b *testing.B) {
 	c := framework.Connect(b)
-	ns := c.Namespace(b)
+	ns := c.KwokNamespace(b)
 	ctx := context.Background()
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup

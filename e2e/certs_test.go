@@ -39,7 +39,7 @@ func installRelease(t *testing.T, c *framework.Cluster, port int, set ...string)
 		t.Fatalf("snapgate.sh down: %v\n%s", r.Err, r.Stderr)
 	}
 	t.Cleanup(func() { c.StartSnapgate(t) })
-	rel := &release{c: c, namespace: c.Namespace(t), port: port}
+	rel := &release{c: c, namespace: c.KwokNamespace(t), port: port}
 	args := []string{"install", "sg", chartDir(), "--namespace", rel.namespace, "--kubeconfig", c.Kubeconfig,
 		"--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port), "--set", "replicaCount=1", "--set", "webhook.budget=8s"}
 	for _, s := range set {
@@ -159,7 +159,7 @@ func (r *release) trusted() bool {
 func (r *release) upgradeAndStream(t *testing.T, renew func()) {
 	t.Helper()
 	c := r.c
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 1, nil)
 	newGuarded(t, c, ns, "passthrough", 1, map[string]string{"snapgate.io/on": "delete"})
 	if res := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17"); res.Err != nil || !strings.Contains(res.Stderr, "snapgate: took snapshot set db-") {

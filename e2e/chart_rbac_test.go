@@ -24,7 +24,7 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	rel.serve(t, "--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir())
 	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
 
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	c.Apply(t, ns, framework.StatefulSet("db", 2, "postgres:16", map[string]string{
 		policy.PreHook: `["sh","-c","touch quiesced"]`, policy.PostHook: `["sh","-c","rm quiesced"]`, policy.Keep: "1",
 	}))

@@ -56,7 +56,7 @@ func writeFile(path string) <-chan error {
 // once the change is admitted the write has landed and nothing is frozen.
 func TestFSFreezePresetFreezesTheVolumesUntilTheCut(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	dirs := freezableSet(t, c, ns, "5s")
 
 	done := make(chan framework.Result, 1)
@@ -152,7 +152,7 @@ func awaitThaw(t *testing.T, dirs map[string]string, frozenAt time.Time) time.Du
 // bound, with no snapgate running at all.
 func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	dirs := freezableSet(t, c, ns, "30s")
 	frozenAt := killWhileFrozen(t, c, ns)
 	since := awaitThaw(t, dirs, frozenAt)
@@ -168,7 +168,7 @@ func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 // the record expires, long before the watchdogs' bound.
 func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	dirs := freezableSet(t, c, ns, "30s")
 	frozenAt := killWhileFrozen(t, c, ns)
 	c.StartSnapgate(t)
@@ -190,7 +190,7 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 // the fix, not when its first upgrade would need the freeze.
 func TestFSFreezeWithNothingToFreezeIsRefusedAtApply(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	r := c.Run(t, framework.StatefulSet("nomount", 1, "busybox", map[string]string{"snapgate.io/hook-preset": "fsfreeze"}),
 		c.Bin("kubectl"), "apply", "-n", ns, "-f", "-")
 	if r.Err == nil || !strings.Contains(r.Stderr, `container "db" mounts none of its volumeClaimTemplates (data): set snapgate.io/hook-container`) {

@@ -47,7 +47,7 @@ func image(t *testing.T, c *framework.Cluster, ns, sts string) string {
 // is not an accident of timing.
 func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	c.Apply(t, "", framework.SnapshotClass("slow-ready-"+ns, map[string]string{"readyDelay": "2s"}))
 	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", "slow-ready-"+ns) })
 	newGuarded(t, c, ns, "db", 3, map[string]string{"snapgate.io/snapshot-class": "slow-ready-" + ns})
@@ -155,7 +155,7 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 
 func TestScaleDownSnapshotsOnlyTheRemovedReplicas(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 3, nil)
 
 	r := c.Kubectl(t, "-n", ns, "scale", "statefulset/db", "--replicas=1")
@@ -178,7 +178,7 @@ func TestScaleDownSnapshotsOnlyTheRemovedReplicas(t *testing.T) {
 
 func TestDeleteKeepsItsSnapshots(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
 
 	r := c.Kubectl(t, "-n", ns, "delete", "statefulset", "db", "--wait=true")
@@ -198,7 +198,7 @@ func TestDeleteKeepsItsSnapshots(t *testing.T) {
 
 func TestDryRunCreatesNothing(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
 
 	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17", "--dry-run=server")
@@ -218,7 +218,7 @@ func TestDryRunCreatesNothing(t *testing.T) {
 
 func TestUnguardedStatefulSetNeverReachesSnapgate(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	c.Apply(t, ns, strings.Replace(framework.StatefulSet("plain", 1, "postgres:16", nil), "snapgate.io/guard: enabled", "app: plain", 1))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/plain", "--timeout=90s")
 
@@ -251,7 +251,7 @@ func TestUnguardedStatefulSetNeverReachesSnapgate(t *testing.T) {
 
 func TestSlowSnapshotsAreDeniedThenAdmittedOnRetryWithTheSameSet(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	budget := c.Budget(t)
 	class := "slower-than-budget-" + ns
 	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"readyDelay": (budget + 4*time.Second).String()}))
@@ -286,7 +286,7 @@ func TestSlowSnapshotsAreDeniedThenAdmittedOnRetryWithTheSameSet(t *testing.T) {
 
 func TestDriverErrorDeniesWithTheDriversMessage(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	class := "failing-" + ns
 	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"failWith": "simulated quota exceeded"}))
 	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })
@@ -306,7 +306,7 @@ func TestDriverErrorDeniesWithTheDriversMessage(t *testing.T) {
 
 func TestBadAnnotationsAreDeniedByName(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 1, nil)
 
 	for _, tc := range []struct{ set, want string }{
@@ -328,7 +328,7 @@ func TestBadAnnotationsAreDeniedByName(t *testing.T) {
 
 func TestSkipLetsOneChangeThroughAndIsRecorded(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
 
 	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", "snapgate.io/skip=hotfix INC-42")
@@ -360,7 +360,7 @@ func TestSkipLetsOneChangeThroughAndIsRecorded(t *testing.T) {
 // insisted on snapshots there would hang the namespace in Terminating forever.
 func TestNamespaceWithAGuardedStatefulSetCanBeDeleted(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
 	c.MustKubectl(t, "delete", "namespace", ns, "--wait=true", "--timeout=60s")
 	if r := c.Kubectl(t, "get", "namespace", ns); r.Err == nil {
@@ -374,7 +374,7 @@ func TestNamespaceWithAGuardedStatefulSetCanBeDeleted(t *testing.T) {
 // second one.
 func TestStatusWritesDuringTheWaitDoNotTakeASecondSet(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	class := "slow-ready-status-" + ns
 	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"readyDelay": "3s"}))
 	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })

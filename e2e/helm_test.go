@@ -14,7 +14,7 @@ import (
 // upgrade goes through snapgate like any other client's.
 func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	chart := filepath.Join(framework.RepoRoot(), "e2e", "testdata", "guarded-db")
 	helm := func(args ...string) framework.Result {
 		return c.Run(t, "", c.Bin("helm"), append(args, "--namespace", ns, "--kubeconfig", c.Kubeconfig)...)

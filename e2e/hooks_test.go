@@ -40,7 +40,7 @@ spec:
 
 func TestHooksQuiesceBeforeTheCutAndThawAfter(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	hooked(t, c, ns, map[string]string{
 		"snapgate.io/pre-hook":  `["sh","-c","echo $POD_NAME > quiesced.txt"]`,
 		"snapgate.io/post-hook": `["sh","-c","rm quiesced.txt && echo $POD_NAME > thawed.txt"]`,
@@ -66,7 +66,7 @@ func TestHooksQuiesceBeforeTheCutAndThawAfter(t *testing.T) {
 
 func TestAFailingPreHookDeniesAndThawsEveryPod(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	hooked(t, c, ns, map[string]string{
 		"snapgate.io/pre-hook":  `["sh","-c","if [ $POD_NAME = db-1 ]; then echo 'cannot checkpoint: disk full' >&2; exit 3; fi"]`,
 		"snapgate.io/post-hook": `["sh","-c","echo thawed > thawed.txt"]`,
@@ -95,7 +95,7 @@ func TestAFailingPreHookDeniesAndThawsEveryPod(t *testing.T) {
 
 func TestAHangingPreHookTimesOutAndThaws(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	hooked(t, c, ns, map[string]string{
 		"snapgate.io/pre-hook":     `["sh","-c","if [ $POD_NAME = db-2 ]; then sleep 30; fi"]`,
 		"snapgate.io/post-hook":    `["sh","-c","echo thawed > thawed.txt"]`,
@@ -117,7 +117,7 @@ func TestAHangingPreHookTimesOutAndThaws(t *testing.T) {
 
 func TestAUserWhoMayNotExecCannotRunAnnotationHooks(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	hooked(t, c, ns, map[string]string{"snapgate.io/pre-hook": `["sh","-c","echo ran > ran.txt"]`})
 	c.Apply(t, ns, `
 apiVersion: rbac.authorization.k8s.io/v1
@@ -159,7 +159,7 @@ subjects: [{kind: User, name: deployer, apiGroup: rbac.authorization.k8s.io}]
 
 func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	manifest := strings.Replace(framework.StatefulSet("db", 2, "postgres:16", nil),
 		"      labels: {app: db}\n",
 		"      labels: {app: db}\n      annotations:\n"+
@@ -186,7 +186,7 @@ func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
 // the session is gone and writes go through.
 func TestMySQLPresetHoldsTheReadLockUntilTheCut(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	class := c.SnapshotClassForTest(t, ns, "slowcut", map[string]string{"cutDelay": "5s"})
 	db := framework.NewMariaDB(t, c, ns)
 	c.Apply(t, ns, db.StatefulSet("mysql", 2, "mariadb:10.11", map[string]string{

@@ -14,7 +14,7 @@ import (
 // (kubectl's flags, a kubeconfig) after two guarded changes.
 func TestListShowsTheSetsOfAStatefulSet(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 3, nil)
 	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
 	c.MustKubectl(t, "-n", ns, "scale", "statefulset/db", "--replicas=1")

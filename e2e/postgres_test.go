@@ -17,7 +17,7 @@ import (
 // all 10,000 rows.
 func TestPostgresUpgradeIsCheckpointedAndRestorable(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	pg := framework.NewPostgres(t, c, ns)
 	c.Apply(t, ns, pg.StatefulSet("postgres", 3, "postgres:16", map[string]string{"snapgate.io/hook-preset": "postgres"}))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres", "--timeout=90s")

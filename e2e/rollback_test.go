@@ -26,7 +26,7 @@ import (
 // 15,000-row state on it.
 func TestRollbackRestoresPostgresDataAndTemplate(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	pg := framework.NewPostgres(t, c, ns)
 	c.Apply(t, ns, pg.StatefulSet("postgres", 2, "postgres:16", map[string]string{"snapgate.io/hook-preset": "postgres"}))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres", "--timeout=90s")
@@ -150,7 +150,7 @@ func claimVolumes(t *testing.T, c *framework.Cluster, ns string, pvcs ...string)
 // three replicas again, each with its own data.
 func TestRollbackOfAScaleDownBringsBackTheRemovedReplicas(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	c.Apply(t, ns, strings.Replace(framework.StatefulSet("db", 3, "postgres:16", nil), "  podManagementPolicy: Parallel\n",
 		"  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Retain}\n", 1))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
@@ -205,7 +205,7 @@ func waitClaimsGone(t *testing.T, c *framework.Cluster, ns string, pvcs ...strin
 // and gets the same result: one safety set, the data and template restored.
 func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	class := c.SnapshotClassForTest(t, ns, "slow", map[string]string{"readyDelay": "4s"})
 	newGuarded(t, c, ns, "db", 2, nil)
 	for i := range 2 {
@@ -257,7 +257,7 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 // is removed, and nothing changes.
 func TestRollbackToAForeignOrUnreadySetIsRefused(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	class := c.SnapshotClassForTest(t, ns, "never", map[string]string{"readyDelay": "1h"})
 	newGuarded(t, c, ns, "a", 1, nil)
 	newGuarded(t, c, ns, "b", 1, map[string]string{"snapgate.io/snapshot-class": class})
@@ -312,7 +312,7 @@ func TestRollbackToAForeignOrUnreadySetIsRefused(t *testing.T) {
 // none of the three is ever pruned.
 func TestRetentionKeepsExactlyNSets(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 1, map[string]string{policy.Keep: "2"})
 	var taken []string
 	for range 4 {

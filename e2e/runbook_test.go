@@ -15,7 +15,7 @@ import (
 // the upgrade does.
 func TestTheRunbookWayOutWhileSnapgateIsDown(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 1, nil)
 	c.KillSnapgate(t)
 	t.Cleanup(func() { c.StartSnapgate(t) })

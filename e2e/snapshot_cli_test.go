@@ -14,7 +14,7 @@ import (
 // would: the same engine and hooks as the webhook, a new set every time.
 func TestSnapshotCommandTakesASetNowWithHooks(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, map[string]string{
 		"snapgate.io/pre-hook":  `["sh","-c","echo quiesced > quiesced.txt"]`,
 		"snapgate.io/post-hook": `["sh","-c","rm quiesced.txt"]`,

@@ -42,7 +42,7 @@ spec:
 
 func TestVolumeSnapshotRestoresFileContents(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 
 	c.Apply(t, ns, pvcManifest)
 	c.MustKubectl(t, "-n", ns, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data", "--timeout=60s")
@@ -128,7 +128,7 @@ spec:
 
 func TestStatefulSetRunsWithItsOwnVolumesAndExec(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	ns := c.KwokNamespace(t)
 
 	c.Apply(t, ns, statefulSetManifest)
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/web", "--timeout=90s")

@@ -78,10 +78,29 @@ func Connect(t testing.TB) *Cluster {
 func (c *Cluster) Bin(name string) string { return filepath.Join(c.Dir, "bin", name) }
 
 // Namespace creates a namespace for one test and deletes it when the test ends.
+// Its pods go where a user's would: the real node, as real containers.
 func (c *Cluster) Namespace(t testing.TB) string {
 	t.Helper()
+	return c.namespace(t, nil)
+}
+
+// KwokNamespace is Namespace whose pods go to kwok's nodes, where exec runs on
+// the host in the pod's volume directory (the exec-binder): for the tests that
+// still run their database servers on the host, until they move to real pods.
+// The namespace says so (its default node selector and tolerations), so the
+// tests' manifests stay as a user writes them.
+func (c *Cluster) KwokNamespace(t testing.TB) string {
+	t.Helper()
+	return c.namespace(t, map[string]string{
+		"scheduler.alpha.kubernetes.io/node-selector":      "type=kwok",
+		"scheduler.alpha.kubernetes.io/defaultTolerations": `[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]`,
+	})
+}
+
+func (c *Cluster) namespace(t testing.TB, annotations map[string]string) string {
+	t.Helper()
 	name := "e2e-" + rand.String(6)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}}
 	if _, err := c.Client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}

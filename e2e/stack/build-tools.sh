@@ -13,16 +13,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${SNAPGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/snapgate}/stack
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube kwok snapshotter provisioner helm certmanager)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube kubelet containerd kwok snapshotter provisioner helm certmanager)
 
 bin_dir() {
   local c=$1 key
-  key=$( { cat "$here/tools/$c"/go.mod "$here/tools/$c"/go.sum "$here/tools/$c"/ldflags "$here/tools/$c"/*.go 2>/dev/null; go env GOVERSION; } | sha256sum | cut -c1-16)
+  key=$( { cat "$here/tools/$c"/go.mod "$here/tools/$c"/go.sum "$here/tools/$c"/ldflags "$here/tools/$c"/tags "$here/tools/$c"/*.go 2>/dev/null; go env GOVERSION; } | sha256sum | cut -c1-16)
   echo "$cache_root/$c-$key"
 }
 
 build() {
-  local c=$1 dir tmp pkgs ldflags
+  local c=$1 dir tmp pkgs ldflags tags=""
   dir=$(bin_dir "$c")
   if [ -f "$dir/.complete" ]; then
     echo "$c=$dir"
@@ -38,10 +38,12 @@ build() {
   # A component may stamp its version into the binaries (kwokctl and kubectl read it).
   ldflags="-s -w"
   [ -f "$here/tools/$c/ldflags" ] && ldflags="$ldflags $(cat "$here/tools/$c/ldflags")"
+  # ... and leave out storage drivers this machine has no use for (containerd).
+  [ -f "$here/tools/$c/tags" ] && tags=$(cat "$here/tools/$c/tags")
   echo "building $c: $pkgs" >&2
   local start=$SECONDS
   # shellcheck disable=SC2086 # pkgs is a list of import paths
-  (cd "$here/tools/$c" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$tmp/" $pkgs)
+  (cd "$here/tools/$c" && CGO_ENABLED=0 go build -trimpath -tags="$tags" -ldflags="$ldflags" -o "$tmp/" $pkgs)
   echo "built $c in $((SECONDS - start))s" >&2
   touch "$tmp/.complete"
   rm -rf "$dir"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The local stack: a real Kubernetes control plane (kwokctl, binary runtime), kwok
-# nodes whose exec runs locally, the CSI snapshot pipeline and the hostpath driver.
-# Everything listens on 127.0.0.1; state lives under $SNAPGATE_CLUSTER_DIR
-# (default: .cluster at the repository root).
+# The local stack: a real Kubernetes control plane (kwokctl, binary runtime), a
+# real node (kubelet, containerd, runc: node.sh) where ordinary pods run as
+# containers of the images under images/, kwok nodes (tainted; for tests that
+# need many cheap pods) whose exec runs locally, the CSI snapshot pipeline and the
+# hostpath driver. The control plane listens on 127.0.0.1; the real node lives in
+# a network namespace of the stack's own (node.sh says why). State lives under
+# $SNAPGATE_CLUSTER_DIR (default: .cluster at the repository root).
 #
 #   cluster.sh up       start it, or find it running (idempotent)
 #   cluster.sh down     stop every process it started and remove its state
@@ -33,6 +36,7 @@ healthy() {
   [ -f "$state/kubeconfig" ] && [ -x "$state/bin/kubectl" ] || return 1
   local s
   for s in "${sidecars[@]}"; do alive "$s" || return 1; done
+  "$stack/node.sh" status || return 1
   "$state/bin/kubectl" --kubeconfig "$state/kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1
 }
 
@@ -51,6 +55,8 @@ stop_sidecars() {
 down() {
   # snapgate first, while the API server is there to remove its configurations.
   "$stack/snapgate.sh" down
+  # The real node next: its pods' volumes are the driver's directories.
+  "$stack/node.sh" down
   stop_sidecars
   # Database servers that tests or the demo started in pods (kwok runs exec
   # locally) keep their data on the stack's volumes; stop them fast.
@@ -91,7 +97,7 @@ module_dir() { # module_dir TOOLS_MODULE MODULE: where the module cache holds MO
 # link_tools builds (once per machine) and links the stack's binaries into $state/bin.
 link_tools() {
   local dirs line
-  dirs=$("$stack/build-tools.sh" etcd kube kwok snapshotter provisioner helm certmanager)
+  dirs=$("$stack/build-tools.sh" etcd kube kubelet containerd kwok snapshotter provisioner helm certmanager)
   while IFS= read -r line; do
     ln -sf "${line#*=}"/* "$state/bin/"
   done <<<"$dirs"
@@ -113,7 +119,10 @@ up() {
   mkdir -p "$state"/{bin,logs,pids,hostpath}
 
   link_tools
-  (cd "$repo" && go build -o "$state/bin/" ./e2e/stack/cmd/...)
+  # -trimpath: the pause binary goes into a cached image, keyed by its bytes.
+  (cd "$repo" && go build -trimpath -o "$state/bin/" ./e2e/stack/cmd/...)
+  log "building (or finding cached) the real node's images"
+  "$stack/images/build.sh" "$state/bin/pause" >"$state/images.list"
 
   local b=$state/bin
   cat >"$state/kwokctl.yaml" <<YAML
@@ -140,6 +149,29 @@ componentsPatches:
   # The apiserver dials this address for exec; kwokctl leaves it empty.
   - key: node-ip
     value: 127.0.0.1
+  # kwok would otherwise take over the real node too.
+  - key: manage-all-nodes
+    value: "false"
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
+- name: kube-apiserver
+  extraArgs:
+  # The real node's address is its InternalIP in the node's namespace; kwok's
+  # nodes answer on 127.0.0.1.
+  - key: kubelet-preferred-address-types
+    value: InternalIP,Hostname
+  # The kubelet authenticates the API server by a client certificate of its CA.
+  - key: kubelet-client-certificate
+    value: $KWOK_WORKDIR/clusters/$name/pki/admin.crt
+  - key: kubelet-client-key
+    value: $KWOK_WORKDIR/clusters/$name/pki/admin.key
+  # The fsfreeze preset's sidecar is privileged, as it must be on any cluster.
+  - key: allow-privileged
+    value: "true"
+  # Tests that still run on kwok's nodes put their namespace there (the
+  # namespace's default node selector and tolerations), not their manifests.
+  - key: enable-admission-plugins
+    value: PodNodeSelector,PodTolerationRestriction
 - name: etcd
   extraArgs:
   - key: unsafe-no-fsync
@@ -184,6 +216,12 @@ YAML
 
   "${k[@]}" apply -f "$stack/config/storage.yaml" >/dev/null
   wait_for 60 "node kwok-node-0 Ready" "${k[@]}" wait --for condition=Ready --timeout=1s node/kwok-node-0
+
+  log "starting the real node"
+  local server
+  server=$("${k[@]}" config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+  "$stack/node.sh" up "$b" "$state/images.list" "$KWOK_WORKDIR/clusters/$name/pki" "${server#https://}"
+  wait_for 120 "node snapgate-node Ready" "${k[@]}" wait --for condition=Ready --timeout=1s node/snapgate-node
   local s
   for s in "${sidecars[@]}"; do alive "$s" || die "$s exited: $(tail -5 "$state/logs/$s.log")"; done
   log "ready"
