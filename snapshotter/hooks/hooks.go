@@ -45,11 +45,15 @@ type Hook struct {
 	freezesMounts bool
 }
 
-// presets are the built-in hooks. PostgreSQL's CHECKPOINT writes every dirty
-// buffer and a checkpoint record, so a snapshot cut right after starts with
-// little WAL to replay.
+// presets are the built-in hooks.
 var presets = map[string]Hook{
-	"postgres": {Pre: []string{"psql", "-v", "ON_ERROR_STOP=1", "-c", "CHECKPOINT"}},
+	// PostgreSQL's CHECKPOINT writes every dirty buffer and a checkpoint record,
+	// so a snapshot cut right after starts with little WAL to replay. It runs as
+	// the image's superuser, whatever user exec runs as (root in the official
+	// image, where no role "root" exists; uid 1001 without a passwd entry in
+	// Bitnami's), with the password the image was given where local
+	// connections ask for one (Bitnami's md5).
+	"postgres": {Pre: []string{"sh", "-c", postgresCheckpoint, "snapgate-postgres"}},
 	// A MySQL or MariaDB read lock lasts only while its session does. The
 	// pre-hook leaves the session running in the pod, holding the lock, and
 	// returns once the lock is held; the post-hook (after the cut) ends the
@@ -75,6 +79,37 @@ var presets = map[string]Hook{
 		freezesMounts: true,
 	},
 }
+
+// postgresCheckpoint connects as the superuser of the image: the official
+// image's POSTGRES_USER (default postgres; docker-library/postgres
+// docker-entrypoint.sh runs initdb --username="$POSTGRES_USER"), or postgres in
+// Bitnami's (bitnami/containers postgresql: a POSTGRESQL_USERNAME other than
+// postgres is not a superuser, and postgres's password is then
+// POSTGRESQL_POSTGRES_PASSWORD). Each value may come from a *_FILE, as both
+// images allow. The database is postgres, which exists whatever POSTGRES_DB
+// says. The socket is the client's default, which is where both images' servers
+// listen.
+const postgresCheckpoint = `set -u
+first() {
+  for v; do
+    eval "x=\${$v:-}; f=\${${v}_FILE:-}"
+    if [ -n "$x" ]; then printf '%s' "$x"; return; fi
+    if [ -n "$f" ] && [ -r "$f" ]; then cat "$f"; return; fi
+  done
+}
+if [ -n "${BITNAMI_APP_NAME:-}" ]; then
+  user=postgres
+  custom=$(first POSTGRESQL_USERNAME POSTGRES_USER)
+  if [ -n "$custom" ] && [ "$custom" != postgres ]; then pw=$(first POSTGRESQL_POSTGRES_PASSWORD POSTGRES_POSTGRES_PASSWORD)
+  else pw=$(first POSTGRESQL_PASSWORD POSTGRES_PASSWORD); fi
+else
+  user=$(first POSTGRES_USER)
+  pw=$(first POSTGRES_PASSWORD)
+fi
+[ -n "${PGPASSWORD:-}" ] || [ -z "$pw" ] || export PGPASSWORD="$pw"
+command -v psql >/dev/null 2>&1 || { echo "snapgate postgres: no psql in this container's PATH" >&2; exit 127; }
+exec psql -X -q -v ON_ERROR_STOP=1 -U "${user:-postgres}" -d postgres -c CHECKPOINT
+`
 
 // MongoDBLockBound is how long the mongodb preset's lock can outlive a
 // snapgate that never unlocks: above the longest admission request.

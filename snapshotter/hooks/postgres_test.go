@@ -1,0 +1,77 @@
+package hooks
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPostgresPresetConnectsAsTheImagesSuperuser runs the preset's script with
+// a stand-in psql that prints the user, database and password it was given.
+// Which user and password each image's server accepts is checked against the
+// real images on the stack's node (e2e); this pins the choice for every way the
+// images let a user configure them.
+func TestPostgresPresetConnectsAsTheImagesSuperuser(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(secret, []byte("from-file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		env  []string
+		want string
+	}{
+		"the official image with no POSTGRES_USER connects as postgres": {
+			env: []string{"POSTGRES_PASSWORD=pw"}, want: "-U postgres -d postgres PGPASSWORD=pw",
+		},
+		"the official image's POSTGRES_USER is its superuser": {
+			env: []string{"POSTGRES_USER=app", "POSTGRES_PASSWORD=pw", "POSTGRES_DB=appdb"}, want: "-U app -d postgres PGPASSWORD=pw",
+		},
+		"a user and a password from files": {
+			env: []string{"POSTGRES_USER_FILE=" + secret, "POSTGRES_PASSWORD_FILE=" + secret}, want: "-U from-file -d postgres PGPASSWORD=from-file",
+		},
+		"a PGPASSWORD the container sets is kept": {
+			env: []string{"POSTGRES_PASSWORD=pw", "PGPASSWORD=own"}, want: "-U postgres -d postgres PGPASSWORD=own",
+		},
+		"Bitnami's postgres with POSTGRES_PASSWORD": {
+			env: []string{"BITNAMI_APP_NAME=postgresql", "POSTGRES_PASSWORD=pw"}, want: "-U postgres -d postgres PGPASSWORD=pw",
+		},
+		"Bitnami's postgres with the password only in a file": {
+			env: []string{"BITNAMI_APP_NAME=postgresql", "POSTGRESQL_PASSWORD_FILE=" + secret}, want: "-U postgres -d postgres PGPASSWORD=from-file",
+		},
+		"Bitnami with a custom user still checkpoints as postgres, with postgres's password": {
+			env:  []string{"BITNAMI_APP_NAME=postgresql", "POSTGRESQL_USERNAME=app", "POSTGRESQL_PASSWORD=apppw", "POSTGRESQL_POSTGRES_PASSWORD=superpw"},
+			want: "-U postgres -d postgres PGPASSWORD=superpw",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			psql := "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -U|-d) printf '%s %s ' \"$1\" \"$2\"; shift;; esac; shift; done\necho \"PGPASSWORD=${PGPASSWORD:-}\"\n"
+			if err := os.WriteFile(filepath.Join(dir, "psql"), []byte(psql), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			argv := presets["postgres"].Pre
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = append([]string{"PATH=" + dir + ":/usr/bin:/bin"}, tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("preset: %v: %s", err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != tc.want {
+				t.Errorf("psql was given %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	t.Run("a container without psql is told so", func(t *testing.T) {
+		argv := presets["postgres"].Pre
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = []string{"PATH=" + t.TempDir()} // sh is found from the test's own PATH
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "no psql in this container's PATH") {
+			t.Fatalf("want a failure naming psql, got %v: %s", err, out)
+		}
+	})
+}
