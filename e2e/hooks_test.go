@@ -5,7 +5,6 @@ package e2e
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/snapgate/snapgate/e2e/framework"
 )
@@ -176,53 +175,5 @@ func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
 	snaps := c.Snapshots(t, ns, "db")
 	if got := restoredFiles(t, c, ns, snaps[0].Name); got != "velero-pre.txt\n" {
 		t.Fatalf("snapshot holds %q; want the pre-hook's file only", got)
-	}
-}
-
-// TestMySQLPresetHoldsTheReadLockUntilTheCut runs the mysql preset against real
-// MariaDB servers: while the snapshots are being cut (the class makes that take
-// 5 s) each server has a session holding FLUSH TABLES WITH READ LOCK, and a
-// write waits for it, as MariaDB itself reports; once the change is admitted
-// the session is gone and writes go through.
-func TestMySQLPresetHoldsTheReadLockUntilTheCut(t *testing.T) {
-	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	class := c.SnapshotClassForTest(t, ns, "slowcut", map[string]string{"cutDelay": "5s"})
-	db := framework.NewMariaDB(t, c, ns)
-	c.Apply(t, ns, db.StatefulSet("mysql", 2, "mariadb:10.11", map[string]string{
-		"snapgate.io/hook-preset": "mysql", "snapgate.io/snapshot-class": class,
-	}))
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/mysql", "--timeout=90s")
-	for _, pod := range []string{"mysql-0", "mysql-1"} {
-		db.Start(t, pod)
-	}
-	db.Query(t, "mysql-0", "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY); INSERT INTO shop.orders VALUES (1), (2), (3)")
-	lockSessions := func(pod string) string {
-		out, _ := db.TryQuery(t, pod, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'DO SLEEP%'")
-		return out
-	}
-
-	done := make(chan framework.Result, 1)
-	go func() { done <- c.Kubectl(t, "-n", ns, "set", "image", "statefulset/mysql", "mariadb=mariadb:11.4") }()
-	waitFor(t, 20*time.Second, func() bool { return lockSessions("mysql-0") == "1" && lockSessions("mysql-1") == "1" },
-		"session holding the read lock in both servers")
-	out, err := db.TryQuery(t, "mysql-0", "SET SESSION lock_wait_timeout = 1; INSERT INTO shop.orders VALUES (4)")
-	if err == nil || !strings.Contains(out, "Lock wait timeout exceeded") {
-		t.Errorf("a write while the snapshots are cut: %v, %q; want it to wait on the read lock", err, out)
-	}
-	r := <-done
-	if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set mysql-") {
-		t.Fatalf("upgrade: %v\n%s", r.Err, r.Stderr)
-	}
-	// The admitted upgrade replaces the pods; exec waits until they are back.
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/mysql", "--timeout=90s")
-	for _, pod := range []string{"mysql-0", "mysql-1"} {
-		if n := lockSessions(pod); n != "0" {
-			t.Errorf("%s: %s sessions still hold the read lock after the change was admitted", pod, n)
-		}
-	}
-	db.Query(t, "mysql-0", "SET SESSION lock_wait_timeout = 5; INSERT INTO shop.orders VALUES (5)")
-	if got := db.Query(t, "mysql-0", "SELECT COUNT(*) FROM shop.orders"); got != "4" {
-		t.Errorf("orders = %s after the lock, want 4", got)
 	}
 }

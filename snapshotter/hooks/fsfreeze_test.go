@@ -216,3 +216,34 @@ func TestFSFreezeScripts(t *testing.T) {
 		}
 	})
 }
+
+// TestFSFreezePresetSaysWhatTheContainerLacks: a hook container without
+// fsfreeze, or without CAP_SYS_ADMIN (not privileged), is refused with what to
+// change, before anything is frozen.
+func TestFSFreezePresetSaysWhatTheContainerLacks(t *testing.T) {
+	pre := append(slices.Clone(presets["fsfreeze"].Pre), t.TempDir())
+
+	t.Run("no fsfreeze", func(t *testing.T) {
+		cmd := exec.Command(pre[0], pre[1:]...)
+		cmd.Env = []string{"PATH=" + t.TempDir(), "TMPDIR=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "no fsfreeze in this container's PATH") {
+			t.Fatalf("want a failure naming fsfreeze, got %v: %s", err, out)
+		}
+	})
+
+	t.Run("no CAP_SYS_ADMIN", func(t *testing.T) {
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Fatalf("setpriv (util-linux) is needed to drop the capability: %v", err)
+		}
+		// Dropped from the bounding set, root's next exec runs without it, as a
+		// container that is not privileged does.
+		cmd := exec.Command(setpriv, append([]string{"--bounding-set=-sys_admin", "--inh-caps=-sys_admin"}, pre...)...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "TMPDIR=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "lacks CAP_SYS_ADMIN") || !strings.Contains(string(out), "privileged") {
+			t.Fatalf("want a failure naming CAP_SYS_ADMIN and the fix, got %v: %s", err, out)
+		}
+	})
+}

@@ -80,6 +80,18 @@ var presets = map[string]Hook{
 	},
 }
 
+// shellFirst defines first NAME...: the value of the first NAME that is set, or
+// the contents of the file its NAME_FILE names, as the official images and
+// Bitnami's read credentials (a Secret mounted as a file).
+const shellFirst = `first() {
+  for v; do
+    eval "x=\${$v:-}; f=\${${v}_FILE:-}"
+    if [ -n "$x" ]; then printf '%s' "$x"; return; fi
+    if [ -n "$f" ] && [ -r "$f" ]; then cat "$f"; return; fi
+  done
+}
+`
+
 // postgresCheckpoint connects as the superuser of the image: the official
 // image's POSTGRES_USER (default postgres; docker-library/postgres
 // docker-entrypoint.sh runs initdb --username="$POSTGRES_USER"), or postgres in
@@ -89,15 +101,7 @@ var presets = map[string]Hook{
 // images allow. The database is postgres, which exists whatever POSTGRES_DB
 // says. The socket is the client's default, which is where both images' servers
 // listen.
-const postgresCheckpoint = `set -u
-first() {
-  for v; do
-    eval "x=\${$v:-}; f=\${${v}_FILE:-}"
-    if [ -n "$x" ]; then printf '%s' "$x"; return; fi
-    if [ -n "$f" ] && [ -r "$f" ]; then cat "$f"; return; fi
-  done
-}
-if [ -n "${BITNAMI_APP_NAME:-}" ]; then
+const postgresCheckpoint = "set -u\n" + shellFirst + `if [ -n "${BITNAMI_APP_NAME:-}" ]; then
   user=postgres
   custom=$(first POSTGRESQL_USERNAME POSTGRES_USER)
   if [ -n "$custom" ] && [ "$custom" != postgres ]; then pw=$(first POSTGRESQL_POSTGRES_PASSWORD POSTGRES_POSTGRES_PASSWORD)
@@ -120,12 +124,15 @@ const MongoDBLockBound = 60 * time.Second
 // one, and with the shell's defaults otherwise. The token file says which lock
 // is snapgate's current one, so that an earlier watchdog never unlocks a later
 // lock.
-const mongoClient = `m=mongosh; command -v mongosh >/dev/null 2>&1 || m=mongo
+const mongoClient = shellFirst + `m=mongosh; command -v mongosh >/dev/null 2>&1 || m=mongo
+command -v "$m" >/dev/null 2>&1 || { echo "snapgate mongodb: neither mongosh nor mongo is in this container's PATH" >&2; exit 127; }
+mongo_user=$(first MONGO_INITDB_ROOT_USERNAME); mongo_pw=$(first MONGO_INITDB_ROOT_PASSWORD)
+bitnami_pw=$(first MONGODB_ROOT_PASSWORD)
 mongo_eval() {
-  if [ -n "${MONGO_INITDB_ROOT_USERNAME:-}" ]; then
-    "$m" --quiet -u "$MONGO_INITDB_ROOT_USERNAME" -p "${MONGO_INITDB_ROOT_PASSWORD:-}" --authenticationDatabase admin --eval "$1"
-  elif [ -n "${MONGODB_ROOT_PASSWORD:-}" ]; then
-    "$m" --quiet -u "${MONGODB_ROOT_USER:-root}" -p "$MONGODB_ROOT_PASSWORD" --authenticationDatabase admin --eval "$1"
+  if [ -n "$mongo_user" ]; then
+    "$m" --quiet -u "$mongo_user" -p "$mongo_pw" --authenticationDatabase admin --eval "$1"
+  elif [ -n "$bitnami_pw" ]; then
+    "$m" --quiet -u "${MONGODB_ROOT_USER:-root}" -p "$bitnami_pw" --authenticationDatabase admin --eval "$1"
   else
     "$m" --quiet --eval "$1"
   fi
@@ -174,6 +181,16 @@ token="${TMPDIR:-/tmp}/snapgate-fsfreeze-$(printf '%s\n' "$@" | cksum | cut -d' 
 // fsfreezeFreeze runs as: sh -c fsfreezeFreeze NAME BOUND PATH...
 var fsfreezeFreeze = `set -u
 bound=$1; shift
+for tool in fsfreeze setsid; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "snapgate fsfreeze: no $tool in this container's PATH (util-linux and busybox have it)" >&2; exit 127; }
+done
+# CAP_SYS_ADMIN is bit 21 of the effective set.
+cap=0
+while read -r key val; do [ "$key" = CapEff: ] && cap=$val; done </proc/self/status
+if [ $(( 0x$cap >> 21 & 1 )) -ne 1 ]; then
+  echo "snapgate fsfreeze: this container lacks CAP_SYS_ADMIN, which freezing a filesystem needs: run the hook container privileged (securityContext.privileged: true) or add the capability SYS_ADMIN" >&2
+  exit 1
+fi
 ` + fsfreezeToken + `id="$$-$(date +%s)"
 echo "$id" >"$token" || exit 1
 # The watchdog starts before the first freeze, so no freeze is ever without one.
@@ -207,30 +224,45 @@ exit $rc
 // snapgate that never releases it: above the longest admission request.
 const MySQLLockBound = 60 * time.Second
 
-// mysqlAuth: root with the image's password where the image sets one (the
-// official mysql and mariadb images), else the client's own configuration.
-const mysqlAuth = `auth=""
-if [ -n "${MYSQL_ROOT_PASSWORD+x}" ]; then export MYSQL_PWD="$MYSQL_ROOT_PASSWORD"; auth=-uroot
-elif [ -n "${MARIADB_ROOT_PASSWORD+x}" ]; then export MYSQL_PWD="$MARIADB_ROOT_PASSWORD"; auth=-uroot; fi
+// mysqlClient picks the client (the mariadb 11 images have no mysql command,
+// MySQL's have no mariadb) and root's password where the image sets one
+// (MARIADB_ROOT_PASSWORD or MYSQL_ROOT_PASSWORD, or the file a *_FILE of
+// either names), else the client's own configuration. The record file keeps
+// the lock's session id (first line) and, once the lock is held, "locked".
+const mysqlClient = shellFirst + `c=mariadb; command -v mariadb >/dev/null 2>&1 || c=mysql
+command -v "$c" >/dev/null 2>&1 || { echo "snapgate mysql: neither mariadb nor mysql is in this container's PATH" >&2; exit 127; }
+auth=""
+if [ -n "${MARIADB_ROOT_PASSWORD+x}${MARIADB_ROOT_PASSWORD_FILE+x}${MYSQL_ROOT_PASSWORD+x}${MYSQL_ROOT_PASSWORD_FILE+x}" ]; then
+  MYSQL_PWD=$(first MARIADB_ROOT_PASSWORD MYSQL_ROOT_PASSWORD); export MYSQL_PWD; auth=-uroot
+fi
 lock="${TMPDIR:-/tmp}/snapgate-mysql-lock"
 `
 
-var mysqlLock = "set -u\n" + mysqlAuth + `rm -f "$lock" "$lock.err"
-setsid mysql $auth --unbuffered -N -B -e "FLUSH TABLES WITH READ LOCK; SELECT CONNECTION_ID(); DO SLEEP(` +
+// mysqlLock starts the session in the background (its output goes to files,
+// so the exec ends while it runs; no setsid, which MySQL's images lack). The
+// session prints its id before it asks for the lock, so that the post-hook can
+// end it even when the pre-hook gave up waiting for the lock.
+var mysqlLock = "set -u\n" + mysqlClient + `rm -f "$lock" "$lock.err"
+"$c" $auth --unbuffered -N -B -e "SELECT CONNECTION_ID(); FLUSH TABLES WITH READ LOCK; SELECT 'locked'; DO SLEEP(` +
 	fmt.Sprint(int(MySQLLockBound.Seconds())) + `)" >"$lock" 2>"$lock.err" </dev/null &
 pid=$!
-# The session prints its id once FLUSH TABLES WITH READ LOCK has returned.
-while [ ! -s "$lock" ]; do
+while :; do
+  id=""; state=""
+  { read -r id; read -r state; } 2>/dev/null <"$lock" || :
+  [ "$state" = locked ] && exit 0
   if ! kill -0 "$pid" 2>/dev/null; then cat "$lock.err" >&2; rm -f "$lock" "$lock.err"; exit 1; fi
   sleep 0.05
 done
 `
 
-var mysqlUnlock = "set -u\n" + mysqlAuth + `[ -s "$lock" ] || exit 0
-id=$(cat "$lock")
+// mysqlUnlock ends the session whose id the pre-hook recorded, locked or still
+// waiting for the lock; a session that has ended by itself is fine too.
+var mysqlUnlock = "set -u\n" + mysqlClient + `[ -s "$lock" ] || exit 0
+id=""
+{ read -r id; } <"$lock" || :
 rm -f "$lock" "$lock.err"
-# Ending the session releases the lock; a session that has ended by itself is fine too.
-out=$(mysql $auth -e "KILL $id" 2>&1) || case "$out" in *"Unknown thread id"*) ;; *) echo "$out" >&2; exit 1;; esac
+[ -n "$id" ] || exit 0
+out=$("$c" $auth -e "KILL $id" 2>&1) || case "$out" in *"Unknown thread id"*) ;; *) echo "$out" >&2; exit 1;; esac
 `
 
 // Velero's pod annotations, read with Velero's meaning.

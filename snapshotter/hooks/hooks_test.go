@@ -236,7 +236,7 @@ func TestResolve(t *testing.T) {
 // TestMySQLPresetIsBounded: the lock's session ends by itself after the bound,
 // and the post-hook ends it by its id, tolerating one that has ended already.
 func TestMySQLPresetIsBounded(t *testing.T) {
-	if !strings.Contains(mysqlLock, "FLUSH TABLES WITH READ LOCK; SELECT CONNECTION_ID(); DO SLEEP(60)") {
+	if !strings.Contains(mysqlLock, "SELECT CONNECTION_ID(); FLUSH TABLES WITH READ LOCK; SELECT 'locked'; DO SLEEP(60)") {
 		t.Errorf("the lock's session is not bounded by %s:\n%s", MySQLLockBound, mysqlLock)
 	}
 	if !strings.Contains(mysqlUnlock, `KILL $id`) || !strings.Contains(mysqlUnlock, "Unknown thread id") {

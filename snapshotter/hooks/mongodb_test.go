@@ -126,6 +126,23 @@ func TestMongoDBPresetScripts(t *testing.T) {
 			t.Fatalf("mongosh ran with %q", b)
 		}
 	})
+
+	t.Run("the root user's name and password from files", func(t *testing.T) {
+		dir := t.TempDir()
+		for name, v := range map[string]string{"user": "admin", "pw": "from-file"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := newFakeMongo(t, "MONGO_INITDB_ROOT_USERNAME_FILE="+filepath.Join(dir, "user"), "MONGO_INITDB_ROOT_PASSWORD_FILE="+filepath.Join(dir, "pw"))
+		if out, err := f.run(lock, "60"); err != nil {
+			t.Fatalf("lock: %v: %s", err, out)
+		}
+		b, _ := os.ReadFile(filepath.Join(f.state, "args"))
+		if !strings.Contains(string(b), "--quiet -u admin -p from-file --authenticationDatabase admin") {
+			t.Fatalf("mongosh ran with %q", b)
+		}
+	})
 }
 
 // TestHoldingPresetsFailClearlyWithoutAWritableTmpdir: a container whose
@@ -137,9 +154,16 @@ func TestHoldingPresetsFailClearlyWithoutAWritableTmpdir(t *testing.T) {
 		if presets[name].freezesMounts {
 			argv = append(argv, t.TempDir())
 		}
+		// Stand-in clients that would lock if they were reached.
+		clients := t.TempDir()
+		for _, c := range []string{"mongosh", "mariadb"} {
+			if err := os.WriteFile(filepath.Join(clients, c), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 		cmd := exec.Command(argv[0], argv[1:]...)
 		// The file comes first: nothing is locked or frozen without it.
-		cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=/proc/snapgate-test"}
+		cmd.Env = []string{"PATH=" + clients + ":/usr/bin:/bin:/usr/sbin:/sbin", "TMPDIR=/proc/snapgate-test"}
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "cannot create /proc/snapgate-test/snapgate-") {
 			t.Errorf("%s: %v, %q; want a failure naming the file it could not create", name, err, out)
