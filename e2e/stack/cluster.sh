@@ -58,10 +58,6 @@ down() {
   # The real node next: its pods' volumes are the driver's directories.
   "$stack/node.sh" down
   stop_sidecars
-  # Database servers that tests or the demo started in pods (kwok runs exec
-  # locally) keep their data on the stack's volumes; stop them fast.
-  pkill -INT -f -- "-D $state/hostpath/" 2>/dev/null || true
-  pkill -TERM -f -- "--datadir=$state/hostpath/" 2>/dev/null || true
   # Filesystems that the fsfreeze tests loop-mounted on volumes: thawed first,
   # since a frozen filesystem would hang whatever writes to it, then unmounted.
   local m

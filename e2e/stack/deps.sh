@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the e2e tests need beyond Go, from Debian's packages, where the
-# machine lacks it: a real PostgreSQL server (initdb, pg_ctl, postgres, psql)
-# and its postgres user, and a real MariaDB server (mariadbd, mariadb-install-db,
-# the mysql client) and its mysql user, and the tools that give the fsfreeze test
-# real filesystems to freeze (mkfs.ext4, fsfreeze, losetup); and what the stack's
+# machine lacks it: the tools that give the fsfreeze test real filesystems to
+# freeze (mkfs.ext4, fsfreeze, losetup); and what the stack's
 # real node runs on and is built with: runc, the CNI plugins, iproute2 and iptables
 # for its network namespace, mmdebstrap and umoci for its images. Idempotent;
 # prints nothing when all is there.
@@ -23,32 +21,9 @@ install() { # install WHAT PACKAGE...
   $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-have_postgres() {
-  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && command -v psql >/dev/null && id postgres >/dev/null 2>&1
-}
-
-have_mariadb() {
-  command -v mariadb-install-db >/dev/null && command -v mysql >/dev/null && id mysql >/dev/null 2>&1 &&
-    { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; }
-}
-
 have_fstools() {
   command -v mkfs.ext4 >/dev/null && command -v fsfreeze >/dev/null && command -v losetup >/dev/null
 }
-
-if ! have_postgres; then
-  install PostgreSQL postgresql
-  # The package may start a cluster of its own; the tests run their own servers.
-  $sudo service postgresql stop >/dev/null 2>&1 || true
-  have_postgres || { echo "deps: PostgreSQL is still missing after apt-get install" >&2; exit 1; }
-fi
-
-if ! have_mariadb; then
-  install MariaDB mariadb-server mariadb-client
-  # The package starts a server of its own; the tests run their own servers.
-  $sudo service mariadb stop >/dev/null 2>&1 || true
-  have_mariadb || { echo "deps: MariaDB is still missing after apt-get install" >&2; exit 1; }
-fi
 
 if ! have_fstools; then
   install "e2fsprogs and util-linux" e2fsprogs util-linux mount
