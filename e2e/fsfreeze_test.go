@@ -3,8 +3,7 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,40 +12,128 @@ import (
 	"github.com/snapgate/snapgate/snapshotter/hooks"
 )
 
-// freezable renders a guarded StatefulSet whose container mounts its volume
-// "data" at ".": exec into a pod here runs in the volume's directory (kwok runs
-// exec locally, see execbinder), so "." is where the container sees its volume,
-// and that is the path the fsfreeze preset freezes.
+// freezable renders a guarded StatefulSet as the fsfreeze preset's docs have
+// one: the application's container, and a privileged sidecar that mounts the
+// same volume (CAP_SYS_ADMIN is what freezing needs), named as the hook
+// container; each volume a real ext4 filesystem (class hostpath-ext4).
 func freezable(name string, replicas int, ann map[string]string) string {
-	m := framework.StatefulSet(name, replicas, "busybox", ann)
-	img := "        image: busybox\n"
-	if !strings.Contains(m, img) {
-		panic("framework.StatefulSet changed shape")
+	var b strings.Builder
+	for k, v := range ann {
+		fmt.Fprintf(&b, "    %s: %q\n", k, v)
 	}
-	return strings.Replace(m, img, img+"        volumeMounts: [{name: data, mountPath: .}]\n", 1)
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: %[1]s
+  labels:
+    snapgate.io/guard: enabled
+  annotations:
+    snapgate.io/hook-container: freezer
+%[3]sspec:
+  serviceName: %[1]s
+  replicas: %[2]d
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      containers:
+      - name: app
+        image: busybox:1.36
+        command: [sleep, "3600"]
+        volumeMounts: [{name: data, mountPath: /data}]
+      - name: freezer
+        image: busybox:1.36
+        command: [sleep, "3600"]
+        securityContext: {privileged: true}
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      storageClassName: hostpath-ext4
+      resources:
+        requests:
+          storage: 256Mi
+`, name, replicas, b.String())
 }
 
+var freezablePods = []string{"fz-0", "fz-1"}
+
 // freezableSet creates a 2-replica freezable StatefulSet with the fsfreeze
-// preset and a class that takes cutDelay to cut, gives each pod a real ext4
-// filesystem and a file "before", and returns the pods' volume directories.
-func freezableSet(t *testing.T, c *framework.Cluster, ns, cutDelay string) map[string]string {
+// preset and a class that takes cutDelay to cut, and writes a file "before" on
+// each volume. Whatever a failing test leaves frozen is thawed when it ends.
+func freezableSet(t *testing.T, c *framework.Cluster, ns, cutDelay string) {
 	t.Helper()
 	class := c.SnapshotClassForTest(t, ns, "slowcut", map[string]string{"cutDelay": cutDelay})
 	c.Apply(t, ns, freezable("fz", 2, map[string]string{"snapgate.io/hook-preset": "fsfreeze", "snapgate.io/snapshot-class": class}))
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/fz", "--timeout=90s")
-	dirs := map[string]string{}
-	for _, pod := range []string{"fz-0", "fz-1"} {
-		dirs[pod] = c.FreezableVolume(t, ns, pod)
-		c.MustKubectl(t, "-n", ns, "exec", pod, "--", "sh", "-c", "echo before >before")
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/fz", "--timeout=120s")
+	for _, pod := range freezablePods {
+		if fs := c.MustKubectl(t, "-n", ns, "exec", pod, "-c", "app", "--", "sh", "-c", "awk '$2 == \"/data\" {print $3}' /proc/mounts"); strings.TrimSpace(fs) != "ext4" {
+			t.Fatalf("%s mounts /data as %q, want its own ext4 filesystem", pod, fs)
+		}
+		c.MustKubectl(t, "-n", ns, "exec", pod, "-c", "app", "--", "sh", "-c", "echo before >/data/before")
 	}
-	return dirs
+	t.Cleanup(func() {
+		for _, pod := range freezablePods {
+			c.Kubectl(t, "-n", ns, "exec", pod, "-c", "freezer", "--", "fsfreeze", "--unfreeze", "/data")
+		}
+	})
 }
 
-// writeFile writes a file in the background; the channel says when it returned.
-func writeFile(path string) <-chan error {
+// frozen reports whether the pod's volume is frozen, as the kernel says: a
+// second freeze of a frozen filesystem fails with EBUSY. One that was not frozen
+// is thawed again at once; call it only when no one else may be freezing it.
+func frozen(t *testing.T, c *framework.Cluster, ns, pod string) bool {
+	t.Helper()
+	r := c.Kubectl(t, "-n", ns, "exec", pod, "-c", "freezer", "--", "fsfreeze", "--freeze", "/data")
+	if r.Err == nil {
+		c.MustKubectl(t, "-n", ns, "exec", pod, "-c", "freezer", "--", "fsfreeze", "--unfreeze", "/data")
+		return false
+	}
+	if strings.Contains(r.Stderr, "Device or resource busy") {
+		return true
+	}
+	t.Fatalf("fsfreeze --freeze /data in %s: %v: %s", pod, r.Err, r.Stderr)
+	return false
+}
+
+// writeFile writes a file in the pod's volume from the application's container
+// in the background; the channel says when it returned.
+func writeFile(t *testing.T, c *framework.Cluster, ns, pod, name string) <-chan error {
 	wrote := make(chan error, 1)
-	go func() { wrote <- os.WriteFile(path, []byte("during\n"), 0o644) }()
+	go func() {
+		r := c.Kubectl(t, "-n", ns, "exec", pod, "-c", "app", "--", "sh", "-c", "echo during >/data/"+name)
+		if r.Err != nil {
+			r.Err = fmt.Errorf("%v: %s", r.Err, r.Stderr)
+		}
+		wrote <- r.Err
+	}()
 	return wrote
+}
+
+// restoredFilesOnNode restores a snapshot into a new PVC, mounts it in a pod
+// and lists what the snapshot holds.
+func restoredFilesOnNode(t *testing.T, c *framework.Cluster, ns, snapshot string) string {
+	t.Helper()
+	c.Apply(t, ns, framework.RestoredClaim("restored", snapshot)+`---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: inspect
+spec:
+  containers:
+  - name: inspect
+    image: busybox:1.36
+    command: [sleep, "3600"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: restored}}]
+`)
+	c.MustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod/inspect", "--timeout=90s")
+	return c.MustKubectl(t, "-n", ns, "exec", "inspect", "--", "ls", "/data")
 }
 
 // TestFSFreezePresetFreezesTheVolumesUntilTheCut runs the fsfreeze preset on
@@ -56,19 +143,21 @@ func writeFile(path string) <-chan error {
 // once the change is admitted the write has landed and nothing is frozen.
 func TestFSFreezePresetFreezesTheVolumesUntilTheCut(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	dirs := freezableSet(t, c, ns, "5s")
+	ns := c.Namespace(t)
+	freezableSet(t, c, ns, "5s")
 
 	done := make(chan framework.Result, 1)
-	go func() { done <- c.Kubectl(t, "-n", ns, "set", "image", "statefulset/fz", "db=busybox:1.37") }()
+	go func() {
+		done <- c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/fz", "-c", "app", "--limits=memory=64Mi")
+	}()
 	// The snapshots are created only once every pre-hook has returned.
 	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
-	for pod, dir := range dirs {
-		if !framework.Frozen(t, dir) {
+	for _, pod := range freezablePods {
+		if !frozen(t, c, ns, pod) {
 			t.Errorf("%s: the filesystem of its volume is not frozen while the snapshots are cut", pod)
 		}
 	}
-	wrote := writeFile(filepath.Join(dirs["fz-0"], "during"))
+	wrote := writeFile(t, c, ns, "fz-0", "during")
 	select {
 	case err := <-wrote:
 		t.Fatalf("a write while the snapshots are cut returned at once (%v); want it to wait for the thaw", err)
@@ -77,7 +166,7 @@ func TestFSFreezePresetFreezesTheVolumesUntilTheCut(t *testing.T) {
 
 	r := <-done
 	if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set fz-") {
-		t.Fatalf("upgrade: %v\n%s", r.Err, r.Stderr)
+		t.Fatalf("the change: %v\n%s", r.Err, r.Stderr)
 	}
 	select {
 	case err := <-wrote:
@@ -87,18 +176,13 @@ func TestFSFreezePresetFreezesTheVolumesUntilTheCut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a write still waits 10 s after the change was admitted")
 	}
-	for pod, dir := range dirs {
-		if framework.Frozen(t, dir) {
-			t.Errorf("%s: still frozen after the change was admitted", pod)
-		}
-	}
 	var snap0 string
 	for _, s := range c.Snapshots(t, ns, "fz") {
 		if s.Labels["snapgate.io/ordinal"] == "0" {
 			snap0 = s.Name
 		}
 	}
-	got := restoredFiles(t, c, ns, snap0)
+	got := restoredFilesOnNode(t, c, ns, snap0)
 	if !strings.Contains(got, "before") || strings.Contains(got, "during") {
 		t.Errorf("snapshot %s holds %q; want the file written before the freeze and not the one that waited", snap0, got)
 	}
@@ -116,7 +200,7 @@ func inFlightRecords(t *testing.T, c *framework.Cluster) int {
 func killWhileFrozen(t *testing.T, c *framework.Cluster, ns string) time.Time {
 	t.Helper()
 	t.Cleanup(func() { c.StartSnapgate(t) })
-	go c.Kubectl(t, "-n", ns, "set", "image", "statefulset/fz", "db=busybox:1.37")
+	go c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/fz", "-c", "app", "--limits=memory=64Mi")
 	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
 	if n := inFlightRecords(t, c); n != 1 {
 		t.Fatalf("%d records of post-hooks in flight while the volumes are frozen; want 1", n)
@@ -128,11 +212,11 @@ func killWhileFrozen(t *testing.T, c *framework.Cluster, ns string) time.Time {
 
 // awaitThaw writes to every volume and returns how long after frozenAt the
 // last write went through, failing past the watchdogs' bound.
-func awaitThaw(t *testing.T, dirs map[string]string, frozenAt time.Time) time.Duration {
+func awaitThaw(t *testing.T, c *framework.Cluster, ns string, frozenAt time.Time) time.Duration {
 	t.Helper()
 	waits := map[string]<-chan error{}
-	for pod, dir := range dirs {
-		waits[pod] = writeFile(filepath.Join(dir, "during"))
+	for _, pod := range freezablePods {
+		waits[pod] = writeFile(t, c, ns, pod, "during")
 	}
 	for pod, wrote := range waits {
 		select {
@@ -152,10 +236,10 @@ func awaitThaw(t *testing.T, dirs map[string]string, frozenAt time.Time) time.Du
 // bound, with no snapgate running at all.
 func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	dirs := freezableSet(t, c, ns, "30s")
+	ns := c.Namespace(t)
+	freezableSet(t, c, ns, "30s")
 	frozenAt := killWhileFrozen(t, c, ns)
-	since := awaitThaw(t, dirs, frozenAt)
+	since := awaitThaw(t, c, ns, frozenAt)
 	t.Logf("thawed by the watchdogs %s after the freeze", since.Round(time.Second))
 	if since < hooks.FreezeBound-10*time.Second {
 		t.Errorf("writes went through %s after the freeze, with snapgate dead; want them to wait for the watchdog (%s)", since, hooks.FreezeBound)
@@ -168,11 +252,11 @@ func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 // the record expires, long before the watchdogs' bound.
 func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	dirs := freezableSet(t, c, ns, "30s")
+	ns := c.Namespace(t)
+	freezableSet(t, c, ns, "30s")
 	frozenAt := killWhileFrozen(t, c, ns)
 	c.StartSnapgate(t)
-	since := awaitThaw(t, dirs, frozenAt)
+	since := awaitThaw(t, c, ns, frozenAt)
 	t.Logf("thawed %s after the freeze", since.Round(time.Second))
 	if since > hooks.FreezeBound-15*time.Second {
 		t.Errorf("thawed %s after the freeze: that is the watchdog's bound (%s), not the restarted snapgate running the owed post-hooks", since, hooks.FreezeBound)
@@ -190,7 +274,7 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 // the fix, not when its first upgrade would need the freeze.
 func TestFSFreezeWithNothingToFreezeIsRefusedAtApply(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
+	ns := c.Namespace(t)
 	r := c.Run(t, framework.StatefulSet("nomount", 1, "busybox", map[string]string{"snapgate.io/hook-preset": "fsfreeze"}),
 		c.Bin("kubectl"), "apply", "-n", ns, "-f", "-")
 	if r.Err == nil || !strings.Contains(r.Stderr, `container "db" mounts none of its volumeClaimTemplates (data): set snapgate.io/hook-container`) {

@@ -86,8 +86,24 @@ mntns_pids() {
 
 netns_pids() { [ -e "/run/netns/$NETNS" ] && ip netns pids "$NETNS" 2>/dev/null || true; }
 
+# thaw_node_filesystems: a volume's filesystem that a test left frozen would
+# hang its unmount (and whatever touches it) when the node goes: thaw each ext4
+# loop mount in the node's mount namespace first.
+thaw_node_filesystems() {
+  local pid m
+  supervisor_alive || return 0
+  pid=$(cat "$state/pids/node.pid")
+  # The supervisor is nsenter's child's child; any process in the namespace will do.
+  for pid in $(mntns_pids); do break; done
+  [ -n "${pid:-}" ] || return 0
+  for m in $(nsenter --mount="/proc/$pid/ns/mnt" awk '$1 ~ /^\/dev\/loop/ && $3 == "ext4" {print $2}' /proc/mounts 2>/dev/null); do
+    nsenter --mount="/proc/$pid/ns/mnt" fsfreeze --unfreeze "$m" 2>/dev/null || true
+  done
+}
+
 down() {
   local pid i
+  thaw_node_filesystems
   # The kubelet first, so nothing restarts the containers killed next.
   if supervisor_alive; then
     kill -TERM "$(cat "$state/pids/node.pid")" 2>/dev/null || true

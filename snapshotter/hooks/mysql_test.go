@@ -63,7 +63,7 @@ func TestMySQLPresetScripts(t *testing.T) {
 		env    []string
 		pw     string
 	}{
-		"mariadb 11 (no mysql command) with MARIADB_ROOT_PASSWORD": {client: "mariadb", env: []string{"MARIADB_ROOT_PASSWORD=pw"}, pw: "pw"},
+		"mariadb 11 (no mysql command) with MARIADB_ROOT_PASSWORD":    {client: "mariadb", env: []string{"MARIADB_ROOT_PASSWORD=pw"}, pw: "pw"},
 		"MySQL's image (no mariadb command) with MYSQL_ROOT_PASSWORD": {client: "mysql", env: []string{"MYSQL_ROOT_PASSWORD=pw"}, pw: "pw"},
 	} {
 		t.Run(name, func(t *testing.T) {

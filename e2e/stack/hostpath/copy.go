@@ -1,12 +1,15 @@
 package hostpath
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // copyTree copies the directory src into dst, which must not exist yet.
@@ -80,19 +83,66 @@ func keepOwner(path string, info fs.FileInfo) error {
 	return os.Lchown(path, int(st.Uid), int(st.Gid))
 }
 
+// copyFile copies a regular file, keeping its holes: a volume's filesystem
+// image (FilesystemImage) is as large as the volume and mostly holes, and a
+// copy that filled them would be as large too. It returns the bytes of data
+// copied.
 func copyFile(src, dst string, perm fs.FileMode) (int64, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, err
 	}
 	defer in.Close()
+	info, err := in.Stat()
+	if err != nil {
+		return 0, err
+	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(out, in)
+	n, err := copyData(out, in, info.Size())
+	if err == nil {
+		err = out.Truncate(info.Size())
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	return n, err
+}
+
+// copyData copies the data regions of in (SEEK_DATA/SEEK_HOLE) to the same
+// offsets of out, or all of it where the filesystem cannot tell.
+func copyData(out, in *os.File, size int64) (int64, error) {
+	var total int64
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		}
+		if err != nil {
+			// No SEEK_DATA here: copy everything.
+			if _, err := in.Seek(0, io.SeekStart); err != nil {
+				return total, err
+			}
+			return io.Copy(out, in)
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return total, err
+		}
+		if _, err := in.Seek(data, io.SeekStart); err != nil {
+			return total, err
+		}
+		if _, err := out.Seek(data, io.SeekStart); err != nil {
+			return total, err
+		}
+		n, err := io.CopyN(out, in, hole-data)
+		total += n
+		if err != nil && !errors.Is(err, io.EOF) {
+			return total, err
+		}
+		off = hole
+	}
+	return total, nil
 }

@@ -188,7 +188,15 @@ func (d *Driver) CreateVolume(_ context.Context, req *csi.CreateVolumeRequest) (
 		if err := os.Chmod(dir, 0o777); err != nil {
 			return nil, status.Errorf(codes.Internal, "create volume %s: %v", id, err)
 		}
-		d.log.Info("Volume created", "volume", id, "capacity", capacity)
+		fsType, err := requestedFSType(req.GetVolumeCapabilities())
+		if err == nil && fsType != "" {
+			err = makeFilesystem(filepath.Join(dir, FilesystemImage), capacity)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		d.log.Info("Volume created", "volume", id, "capacity", capacity, "fsType", fsType)
 		return resp, nil
 	}
 	snap := src.GetSnapshot()

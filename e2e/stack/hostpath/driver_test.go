@@ -3,7 +3,9 @@ package hostpath
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,5 +177,45 @@ func TestListAndDeleteSnapshots(t *testing.T) {
 	one, err := d.ListSnapshots(context.Background(), &csi.ListSnapshotsRequest{SnapshotId: "a"})
 	if err != nil || len(one.GetEntries()) != 0 {
 		t.Fatalf("after delete = %v, %v; want none", one, err)
+	}
+}
+
+// TestFilesystemVolumesAreImagesCopiedSparsely: a volume of a class that asks
+// for ext4 is a filesystem image as large as the volume, and its snapshot
+// copies only the image's data, not its holes.
+func TestFilesystemVolumesAreImagesCopiedSparsely(t *testing.T) {
+	if _, err := exec.LookPath(sbin("mkfs.ext4")); err != nil {
+		t.Fatalf("mkfs.ext4 (e2fsprogs, make deps) is needed: %v", err)
+	}
+	d, _ := newDriver(t)
+	ctx := context.Background()
+	ext4 := []*csi.VolumeCapability{{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}}}}
+	if _, err := d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "fs", VolumeCapabilities: ext4,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 256 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(VolumeDir(d.root, "fs"), FilesystemImage)
+	info, err := os.Stat(img)
+	if err != nil || info.Size() != 256<<20 {
+		t.Fatalf("image %s: %v, size %v; want 256 MiB", img, err, info)
+	}
+	snap, err := d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "fs-snap", SourceVolumeId: "fs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.GetSnapshot().GetSizeBytes(); got <= 0 || got > 32<<20 {
+		t.Fatalf("snapshot copied %d bytes of a fresh 256 MiB filesystem; want its data only", got)
+	}
+	copied, err := os.Stat(filepath.Join(d.snapshotDir("fs-snap"), FilesystemImage))
+	if err != nil || copied.Size() != 256<<20 {
+		t.Fatalf("the copy is %v, %v; want the image's full length", copied, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(d.snapshotDir("fs-snap"), FilesystemImage), &st); err != nil || st.Blocks*512 > 32<<20 {
+		t.Fatalf("the copy takes %d bytes on disk; want its holes kept", st.Blocks*512)
+	}
+	if _, err := d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "bad", VolumeCapabilities: []*csi.VolumeCapability{{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "xfs"}}}}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("an xfs volume: %v; want InvalidArgument naming what is supported", err)
 	}
 }

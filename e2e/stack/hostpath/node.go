@@ -20,8 +20,9 @@ import (
 )
 
 // Node is the node side of the hostpath driver, for the stack's real node: it
-// bind-mounts a volume's directory where kubelet asks, so a container sees the
-// volume at its mountPath, and registers itself with kubelet the way
+// bind-mounts a volume's directory (or loop-mounts its filesystem image, see
+// FilesystemImage) where kubelet asks, so a container sees the volume at its
+// mountPath, and registers itself with kubelet the way
 // node-driver-registrar would (that sidecar is not served by the module proxy).
 // It must run in the kubelet's mount namespace: its mounts are made there.
 type Node struct {
@@ -112,6 +113,13 @@ func (n *Node) NodePublishVolume(_ context.Context, req *csi.NodePublishVolumeRe
 	// kubelet makes the target's parent; the target itself is the driver's to make.
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %s: create %s: %v", id, target, err)
+	}
+	if image := filepath.Join(src, FilesystemImage); fileExists(image) {
+		if err := mountFilesystem(image, target, req.GetReadonly()); err != nil {
+			return nil, status.Errorf(codes.Internal, "volume %s: %v", id, err)
+		}
+		n.log.Info("Volume published", "volume", id, "target", target, "fsType", "ext4", "readOnly", req.GetReadonly())
+		return &csi.NodePublishVolumeResponse{}, nil
 	}
 	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %s: bind %s on %s: %v", id, src, target, err)

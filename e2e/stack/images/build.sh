@@ -135,14 +135,25 @@ bitnami_postgresql() {
     --config.cmd "$b/scripts/postgresql/run.sh" --config.volume /bitnami/postgresql --config.exposedports 5432/tcp
 }
 
-# busybox: the official image's glibc-less shape, from Debian's static busybox:
-# every applet linked in /bin, a passwd with root and nobody, CMD sh.
+# busybox: the official image's shape, from Debian's static busybox: every
+# applet linked in /bin, a passwd with root and nobody, CMD sh. Debian's package
+# is only unpacked (no dpkg, no libc) and the tree is finished here: the binary
+# is static, so it lists its applets on this machine as well.
 busybox() {
-  local suite=$1 tmp=$2 out=$3
-  rootfs "$suite" extract busybox-static "$tmp/rootfs.tar" \
-    --customize-hook='chroot "$1" /bin/busybox --install -s /bin' \
-    --customize-hook='rm -rf "$1/etc/apt" "$1/etc/dpkg" "$1/var/lib/dpkg" "$1/usr/share"; install -d -m 1777 "$1/tmp"; install -d -m 0700 "$1/root"' \
-    --customize-hook='printf "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n" >"$1/etc/passwd"; printf "root:x:0:\nnobody:x:65534:\n" >"$1/etc/group"'
+  local suite=$1 tmp=$2 out=$3 root=$2/root a
+  rootfs "$suite" extract busybox-static "$tmp/extract.tar"
+  mkdir -p "$root/bin" "$root/etc" "$root/root" "$root/tmp" "$root/home" "$root/usr/bin"
+  tar -C "$tmp" -xf "$tmp/extract.tar" ./usr/bin/busybox
+  mv "$tmp/usr/bin/busybox" "$root/bin/busybox"
+  for a in $("$root/bin/busybox" --list); do
+    [ "$a" = busybox ] || ln -s busybox "$root/bin/$a"
+  done
+  ln -s ../../bin/env "$root/usr/bin/env"
+  chmod 1777 "$root/tmp"
+  chmod 0700 "$root/root"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
+  tar -C "$root" --owner=0 --group=0 -cf "$tmp/rootfs.tar" .
   pack "$tmp/rootfs.tar" docker.io/library/busybox:1.36 "$out" --config.env "$debian_path" --config.cmd sh
 }
 
@@ -174,6 +185,8 @@ build_one() { # build_one IMAGE: the archive's path, built if not cached
   # Renamed into place last, so an interrupted build is never taken for a done one.
   mv "$tmp/image.tar" "$out"
   rm -rf "$tmp"
+  # Archives of this image built from older recipes are not used again.
+  find "$cache" -maxdepth 1 -name "$image-*.tar" ! -path "$out" -delete
   log "built $image in $((SECONDS - start))s"
   echo "$out"
 }

@@ -41,25 +41,23 @@ if [ ! -s "$POSTGRESQL_DATA_DIR/PG_VERSION" ]; then
   mkdir -p "$POSTGRESQL_DATA_DIR"
   chmod 0700 "$POSTGRESQL_DATA_DIR"
   initdb -E UTF8 -D "$POSTGRESQL_DATA_DIR" -U postgres >/dev/null
-  auth=trust
-  [ -z "$POSTGRESQL_PASSWORD" ] || auth=md5
-  cat >"$POSTGRESQL_DATA_DIR/pg_hba.conf" <<HBA
-local all all $auth
-host all all 127.0.0.1/32 $auth
-host all all ::1/128 $auth
-host all all 0.0.0.0/0 $auth
-host all all ::/0 $auth
-HBA
+  hba() {
+    printf '%s\n' "local all all $1" "host all all 127.0.0.1/32 $1" "host all all ::1/128 $1" \
+      "host all all 0.0.0.0/0 $1" "host all all ::/0 $1" >"$POSTGRESQL_DATA_DIR/pg_hba.conf"
+  }
   cat >>"$POSTGRESQL_DATA_DIR/postgresql.conf" <<CONF
 listen_addresses = '*'
 port = $POSTGRESQL_PORT_NUMBER
 unix_socket_directories = '/tmp'
 CONF
+  # Trust while the password is set, then md5 (trust with an empty password).
+  hba trust
   if [ -n "$POSTGRESQL_PASSWORD" ]; then
     pg_ctl -D "$POSTGRESQL_DATA_DIR" -o "-c listen_addresses=''" -w start >/dev/null
     psql -h /tmp -p "$POSTGRESQL_PORT_NUMBER" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
       --set pw="$POSTGRESQL_PASSWORD" <<<"ALTER ROLE postgres WITH PASSWORD :'pw';"
     pg_ctl -D "$POSTGRESQL_DATA_DIR" -m fast -w stop >/dev/null
+    hba md5
   fi
   info "PostgreSQL setup finished!"
 fi

@@ -1,0 +1,168 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapgate/snapgate/e2e/framework"
+)
+
+// TestPostgresPresetInEveryPostgresImage runs the postgres preset in each image
+// it must work in, configured as their users configure them, and reads the
+// CHECKPOINT from the server's own log before the change stopped it:
+// the official image with a POSTGRES_USER of its own and a POSTGRES_DB (no role
+// postgres exists then), the official postgres:17, and Bitnami's (uid 1001 with
+// no passwd entry, md5 locally, the password only in a file).
+func TestPostgresPresetInEveryPostgresImage(t *testing.T) {
+	for _, tc := range []struct {
+		name, image, container, mount, env, volumes string
+		user, password                              string
+	}{
+		{
+			name: "official postgres:15 with POSTGRES_USER app", image: "postgres:15", container: "postgres",
+			mount: "/var/lib/postgresql/data", user: "app",
+			env: `        - {name: POSTGRES_USER, value: app}
+        - {name: POSTGRES_DB, value: shop}
+        - name: POSTGRES_PASSWORD
+          valueFrom: {secretKeyRef: {name: db, key: password}}
+`,
+		},
+		{
+			name: "official postgres:17", image: "postgres:17", container: "postgres", mount: "/var/lib/postgresql/data", user: "postgres",
+			env: `        - name: POSTGRES_PASSWORD
+          valueFrom: {secretKeyRef: {name: db, key: password}}
+`,
+		},
+		{
+			name: "Bitnami's postgresql:15, password from a file", image: "bitnami/postgresql:15", container: "postgresql",
+			mount: "/bitnami/postgresql", user: "postgres", password: "s3cret-pw",
+			env: `        - {name: POSTGRES_PASSWORD_FILE, value: /opt/bitnami/postgresql/secrets/password}
+`,
+			volumes: `        - {name: secret, mountPath: /opt/bitnami/postgresql/secrets, readOnly: true}
+      volumes:
+      - {name: secret, secret: {secretName: db}}
+`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := framework.Connect(t)
+			ns := c.Namespace(t)
+			c.Apply(t, ns, fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+stringData:
+  password: s3cret-pw
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  labels:
+    snapgate.io/guard: enabled
+  annotations:
+    snapgate.io/hook-preset: postgres
+spec:
+  serviceName: db
+  replicas: 1
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - name: %[2]s
+        image: %[1]s
+        env:
+%[4]s        volumeMounts:
+        - {name: data, mountPath: %[3]s}
+%[5]s  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+`, tc.image, tc.container, tc.mount, tc.env, tc.volumes))
+			c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
+			// What a user types to reach it: the image's superuser, with the
+			// password where local auth asks for one.
+			query := func(sql string) (string, error) {
+				argv := []string{"-n", ns, "exec", "db-0", "--"}
+				if tc.password != "" {
+					argv = append(argv, "env", "PGPASSWORD="+tc.password)
+				}
+				r := c.Kubectl(t, append(argv, "psql", "-U", tc.user, "-d", "postgres", "-XAtq", "-c", sql)...)
+				return strings.TrimSpace(r.Stdout + r.Stderr), r.Err
+			}
+			framework.Eventually(t, 90*time.Second, "the server in db-0 accepts connections", func() error {
+				out, err := query("SELECT 1")
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+			logs := c.FollowLogs(t, ns, "db-0", tc.container)
+			time.Sleep(500 * time.Millisecond)
+			r := c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/db", "-c", tc.container, "--limits=memory=512Mi")
+			if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set db-") {
+				t.Fatalf("the change with the postgres preset: %v\n%s", r.Err, r.Stderr)
+			}
+			log := logs.Wait(t, 2*time.Minute)
+			checkpoint := framework.LineIndex(log, "checkpoint starting: immediate force wait", 0)
+			if checkpoint < 0 || framework.LineIndex(log, "shutdown request", checkpoint) < 0 {
+				t.Fatalf("want the preset's CHECKPOINT in the server's log before it was stopped; the log:\n%s", log)
+			}
+		})
+	}
+}
+
+// TestPresetInAnImageWithoutItsClientIsRefusedNamingIt: the postgres preset on
+// a StatefulSet whose container has no psql is denied, and the denial says so.
+func TestPresetInAnImageWithoutItsClientIsRefusedNamingIt(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	c.Apply(t, ns, `apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: app
+  labels:
+    snapgate.io/guard: enabled
+  annotations:
+    snapgate.io/hook-preset: postgres
+spec:
+  serviceName: app
+  replicas: 1
+  selector:
+    matchLabels: {app: app}
+  template:
+    metadata:
+      labels: {app: app}
+    spec:
+      containers:
+      - name: app
+        image: busybox:1.36
+        command: [sleep, "3600"]
+        volumeMounts:
+        - {name: data, mountPath: /data}
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+`)
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/app", "--timeout=120s")
+	r := c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/app", "-c", "app", "--limits=memory=64Mi")
+	if r.Err == nil || !strings.Contains(r.Stderr, "no psql in this container's PATH") {
+		t.Fatalf("want the change denied naming psql; got %v: %s", r.Err, r.Stderr)
+	}
+}
