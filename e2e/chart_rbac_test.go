@@ -24,17 +24,17 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	rel.serve(t, "--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir())
 	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
 
-	ns := c.KwokNamespace(t)
-	c.Apply(t, ns, framework.StatefulSet("db", 2, "postgres:16", map[string]string{
-		policy.PreHook: `["sh","-c","touch quiesced"]`, policy.PostHook: `["sh","-c","rm quiesced"]`, policy.Keep: "1",
-	}))
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
-	for _, image := range []string{"postgres:17", "postgres:18", "postgres:19"} {
-		r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db="+image)
+	ns := c.Namespace(t)
+	c.Apply(t, ns, appStatefulSet("db", 2, map[string]string{
+		policy.PreHook: `["sh","-c","touch /data/quiesced"]`, policy.PostHook: `["sh","-c","rm /data/quiesced"]`, policy.Keep: "1",
+	}, ""))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
+	for _, limit := range []string{"64Mi", "65Mi", "66Mi"} {
+		r := c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/db", "-c", "app", "--limits=memory="+limit)
 		if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set db-") {
-			t.Fatalf("upgrade to %s: %v\n%s", image, r.Err, r.Stderr)
+			t.Fatalf("change to a %s limit: %v\n%s", limit, r.Err, r.Stderr)
 		}
-		c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+		c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	}
 	// keep=1, and the last set is kept over and above that: the oldest goes.
 	waitFor(t, 30*time.Second, func() bool { return len(c.Snapshots(t, ns, "db")) == 4 }, "the oldest set pruned")
@@ -48,8 +48,8 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	if st := c.WaitRollback(t, ns, "db", 2*time.Minute); st.Phase != policy.PhaseSucceeded {
 		t.Fatalf("rollback: %+v", st)
 	}
-	if got := image(t, c, ns, "db"); got != "postgres:18" {
-		t.Errorf("image after the rollback = %s, want postgres:18", got)
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}"); got != "65Mi" {
+		t.Errorf("memory limit after the rollback = %s, want the template before the last change (65Mi)", got)
 	}
 	if out := c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=SnapshotSetTaken", "-o", "name"); out == "" {
 		t.Error("no SnapshotSetTaken event on the StatefulSet")

@@ -42,11 +42,11 @@ metadata:
       containers:
       - name: app
         image: busybox:1.36
-        command: [sleep, "3600"]
+        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
         volumeMounts: [{name: data, mountPath: /data}]
       - name: freezer
         image: busybox:1.36
-        command: [sleep, "3600"]
+        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
         securityContext: {privileged: true}
         volumeMounts: [{name: data, mountPath: /data}]
   volumeClaimTemplates:
@@ -128,7 +128,7 @@ spec:
   containers:
   - name: inspect
     image: busybox:1.36
-    command: [sleep, "3600"]
+    command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
     volumeMounts: [{name: data, mountPath: /data}]
   volumes: [{name: data, persistentVolumeClaim: {claimName: restored}}]
 `)

@@ -3,50 +3,85 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/snapgate/snapgate/e2e/framework"
 )
 
-// hooked creates a guarded 3-replica StatefulSet with these annotations.
+// appStatefulSet renders a guarded StatefulSet of an application in busybox
+// (its own command keeps it running) with its volume at /data.
+func appStatefulSet(name string, replicas int, ann map[string]string, podAnnotations string) string {
+	var b strings.Builder
+	for k, v := range ann {
+		fmt.Fprintf(&b, "    %s: %q\n", k, v)
+	}
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: %[1]s
+  labels:
+    snapgate.io/guard: enabled
+  annotations:
+%[3]sspec:
+  serviceName: %[1]s
+  replicas: %[2]d
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+%[4]s    spec:
+      containers:
+      - name: app
+        image: busybox:1.36
+        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+`, name, replicas, b.String(), podAnnotations)
+}
+
+// hooked creates a guarded 3-replica StatefulSet "db" with these annotations on
+// the real node and waits until its replicas run.
 func hooked(t *testing.T, c *framework.Cluster, ns string, ann map[string]string) {
 	t.Helper()
-	newGuarded(t, c, ns, "db", 3, ann)
+	c.Apply(t, ns, appStatefulSet("db", 3, ann, ""))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 }
 
+// change makes a template change of db (a new memory limit), as kubectl set does.
+func change(t *testing.T, c *framework.Cluster, ns string, as ...string) framework.Result {
+	t.Helper()
+	return c.Kubectl(t, append(append([]string{"-n", ns}, as...), "set", "resources", "statefulset/db", "-c", "app", "--limits=memory=64Mi")...)
+}
+
+// files lists what the pod's volume holds.
 func files(t *testing.T, c *framework.Cluster, ns, pod string) string {
 	t.Helper()
-	return c.MustKubectl(t, "-n", ns, "exec", pod, "--", "ls")
-}
-
-// restoredFiles restores a snapshot into a new PVC, mounts it in a pod and
-// lists what the snapshot holds.
-func restoredFiles(t *testing.T, c *framework.Cluster, ns, snapshot string) string {
-	t.Helper()
-	c.Apply(t, ns, framework.RestoredClaim("restored", snapshot)+`---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: inspect
-spec:
-  containers: [{name: inspect, image: busybox}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: restored}}]
-`)
-	c.MustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod/inspect", "--timeout=60s")
-	return files(t, c, ns, "inspect")
+	return c.MustKubectl(t, "-n", ns, "exec", pod, "--", "ls", "/data")
 }
 
 func TestHooksQuiesceBeforeTheCutAndThawAfter(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
+	ns := c.Namespace(t)
 	hooked(t, c, ns, map[string]string{
-		"snapgate.io/pre-hook":  `["sh","-c","echo $POD_NAME > quiesced.txt"]`,
-		"snapgate.io/post-hook": `["sh","-c","rm quiesced.txt && echo $POD_NAME > thawed.txt"]`,
+		"snapgate.io/pre-hook":  `["sh","-c","echo $HOSTNAME > /data/quiesced.txt"]`,
+		"snapgate.io/post-hook": `["sh","-c","rm /data/quiesced.txt && echo $HOSTNAME > /data/thawed.txt"]`,
 	})
-	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
-	// The admitted upgrade replaces the pods; exec waits until they are back.
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	if r := change(t, c, ns); r.Err != nil {
+		t.Fatalf("the change: %v\n%s", r.Err, r.Stderr)
+	}
+	// The admitted change replaces the pods; exec waits until they are back.
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 
 	for _, pod := range []string{"db-0", "db-1", "db-2"} {
 		if got := files(t, c, ns, pod); got != "thawed.txt\n" {
@@ -58,23 +93,23 @@ func TestHooksQuiesceBeforeTheCutAndThawAfter(t *testing.T) {
 		t.Fatalf("snapshots = %v", framework.SnapshotNames(snaps))
 	}
 	// The snapshot was cut between the hooks: it holds the pre-hook's file only.
-	if got := restoredFiles(t, c, ns, snaps[1].Name); got != "quiesced.txt\n" {
+	if got := restoredFilesOnNode(t, c, ns, snaps[1].Name); got != "quiesced.txt\n" {
 		t.Fatalf("snapshot %s holds %q; want the pre-hook's quiesced.txt and not the post-hook's file", snaps[1].Name, got)
 	}
 }
 
 func TestAFailingPreHookDeniesAndThawsEveryPod(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
+	ns := c.Namespace(t)
 	hooked(t, c, ns, map[string]string{
-		"snapgate.io/pre-hook":  `["sh","-c","if [ $POD_NAME = db-1 ]; then echo 'cannot checkpoint: disk full' >&2; exit 3; fi"]`,
-		"snapgate.io/post-hook": `["sh","-c","echo thawed > thawed.txt"]`,
+		"snapgate.io/pre-hook":  `["sh","-c","if [ $HOSTNAME = db-1 ]; then echo 'cannot checkpoint: disk full' >&2; exit 3; fi"]`,
+		"snapgate.io/post-hook": `["sh","-c","echo thawed > /data/thawed.txt"]`,
 	})
-	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	r := change(t, c, ns)
 	if r.Err == nil {
 		t.Fatal("the upgrade was admitted although a pre-hook failed")
 	}
-	for _, want := range []string{"pre-hook", "pod " + ns + "/db-1", "container db", "cannot checkpoint: disk full", "every pod that was quiesced was thawed"} {
+	for _, want := range []string{"pre-hook", "pod " + ns + "/db-1", "container app", "cannot checkpoint: disk full", "every pod that was quiesced was thawed"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("denial %q lacks %q", r.Stderr, want)
 		}
@@ -87,20 +122,20 @@ func TestAFailingPreHookDeniesAndThawsEveryPod(t *testing.T) {
 	if snaps := c.Snapshots(t, ns, "db"); len(snaps) != 0 {
 		t.Fatalf("snapshots were taken after a failed pre-hook: %v", framework.SnapshotNames(snaps))
 	}
-	if got := image(t, c, ns, "db"); got != "postgres:16" {
-		t.Fatalf("image = %q after a denied upgrade", got)
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}"); got != "" {
+		t.Fatalf("resources = %q after a denied change; want the template unchanged", got)
 	}
 }
 
 func TestAHangingPreHookTimesOutAndThaws(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
+	ns := c.Namespace(t)
 	hooked(t, c, ns, map[string]string{
-		"snapgate.io/pre-hook":     `["sh","-c","if [ $POD_NAME = db-2 ]; then sleep 30; fi"]`,
-		"snapgate.io/post-hook":    `["sh","-c","echo thawed > thawed.txt"]`,
+		"snapgate.io/pre-hook":     `["sh","-c","if [ $HOSTNAME = db-2 ]; then sleep 30; fi"]`,
+		"snapgate.io/post-hook":    `["sh","-c","echo thawed > /data/thawed.txt"]`,
 		"snapgate.io/hook-timeout": "2s",
 	})
-	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
+	r := change(t, c, ns)
 	if r.Err == nil {
 		t.Fatal("the upgrade was admitted although a pre-hook hung")
 	}
@@ -116,8 +151,8 @@ func TestAHangingPreHookTimesOutAndThaws(t *testing.T) {
 
 func TestAUserWhoMayNotExecCannotRunAnnotationHooks(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	hooked(t, c, ns, map[string]string{"snapgate.io/pre-hook": `["sh","-c","echo ran > ran.txt"]`})
+	ns := c.Namespace(t)
+	hooked(t, c, ns, map[string]string{"snapgate.io/pre-hook": `["sh","-c","echo ran > /data/ran.txt"]`})
 	c.Apply(t, ns, `
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -135,7 +170,7 @@ metadata:
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}
 subjects: [{kind: User, name: deployer, apiGroup: rbac.authorization.k8s.io}]
 `)
-	r := c.Kubectl(t, "-n", ns, "--as=deployer", "set", "image", "statefulset/db", "db=postgres:17")
+	r := change(t, c, ns, "--as=deployer")
 	if r.Err == nil {
 		t.Fatal("a user without pods/exec got annotation hooks run for them")
 	}
@@ -148,9 +183,11 @@ subjects: [{kind: User, name: deployer, apiGroup: rbac.authorization.k8s.io}]
 		}
 	}
 	// With the right, the same change goes through and the hook runs.
-	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
-	// The admitted upgrade replaces the pods; exec waits until they are back.
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	if r := change(t, c, ns); r.Err != nil {
+		t.Fatalf("the change: %v\n%s", r.Err, r.Stderr)
+	}
+	// The admitted change replaces the pods; exec waits until they are back.
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	if got := files(t, c, ns, "db-0"); got != "ran.txt\n" {
 		t.Fatalf("db-0 holds %q after an admin's upgrade; want the hook's file", got)
 	}
@@ -158,22 +195,22 @@ subjects: [{kind: User, name: deployer, apiGroup: rbac.authorization.k8s.io}]
 
 func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	manifest := strings.Replace(framework.StatefulSet("db", 2, "postgres:16", nil),
-		"      labels: {app: db}\n",
-		"      labels: {app: db}\n      annotations:\n"+
-			"        pre.hook.backup.velero.io/command: '[\"sh\",\"-c\",\"echo velero > velero-pre.txt\"]'\n"+
-			"        post.hook.backup.velero.io/command: '[\"sh\",\"-c\",\"echo velero > velero-post.txt\"]'\n", 1)
+	ns := c.Namespace(t)
+	manifest := appStatefulSet("db", 2, nil, "      annotations:\n"+
+		"        pre.hook.backup.velero.io/command: '[\"sh\",\"-c\",\"echo velero > /data/velero-pre.txt\"]'\n"+
+		"        post.hook.backup.velero.io/command: '[\"sh\",\"-c\",\"echo velero > /data/velero-post.txt\"]'\n")
 	c.Apply(t, ns, manifest)
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
-	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
-	// The admitted upgrade replaces the pods; exec waits until they are back.
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
+	if r := change(t, c, ns); r.Err != nil {
+		t.Fatalf("the change: %v\n%s", r.Err, r.Stderr)
+	}
+	// The admitted change replaces the pods; exec waits until they are back.
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	if got := files(t, c, ns, "db-1"); got != "velero-post.txt\nvelero-pre.txt\n" {
 		t.Fatalf("db-1 holds %q; want both of Velero's hooks to have run", got)
 	}
 	snaps := c.Snapshots(t, ns, "db")
-	if got := restoredFiles(t, c, ns, snaps[0].Name); got != "velero-pre.txt\n" {
+	if got := restoredFilesOnNode(t, c, ns, snaps[0].Name); got != "velero-pre.txt\n" {
 		t.Fatalf("snapshot holds %q; want the pre-hook's file only", got)
 	}
 }

@@ -148,7 +148,7 @@ spec:
       containers:
       - name: app
         image: busybox:1.36
-        command: [sleep, "3600"]
+        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
         volumeMounts:
         - {name: data, mountPath: /data}
   volumeClaimTemplates:

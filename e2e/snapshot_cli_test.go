@@ -14,11 +14,12 @@ import (
 // would: the same engine and hooks as the webhook, a new set every time.
 func TestSnapshotCommandTakesASetNowWithHooks(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	newGuarded(t, c, ns, "db", 2, map[string]string{
-		"snapgate.io/pre-hook":  `["sh","-c","echo quiesced > quiesced.txt"]`,
-		"snapgate.io/post-hook": `["sh","-c","rm quiesced.txt"]`,
-	})
+	ns := c.Namespace(t)
+	c.Apply(t, ns, appStatefulSet("db", 2, map[string]string{
+		"snapgate.io/pre-hook":  `["sh","-c","echo quiesced > /data/quiesced.txt"]`,
+		"snapgate.io/post-hook": `["sh","-c","rm /data/quiesced.txt"]`,
+	}, ""))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	snapgate := func(args ...string) framework.Result {
 		return c.Run(t, "", c.Bin("snapgate"), append(args, "--kubeconfig", c.Kubeconfig, "-n", ns)...)
 	}
@@ -32,7 +33,7 @@ func TestSnapshotCommandTakesASetNowWithHooks(t *testing.T) {
 		t.Fatalf("snapshots = %v, reason %q, by %q", framework.SnapshotNames(snaps), snaps[0].Annotations["snapgate.io/reason"], snaps[0].Annotations["snapgate.io/requested-by"])
 	}
 	// The hooks ran around the cut: the snapshot holds the pre-hook's file, the pod no longer does.
-	if got := restoredFiles(t, c, ns, snaps[0].Name); got != "quiesced.txt\n" {
+	if got := restoredFilesOnNode(t, c, ns, snaps[0].Name); got != "quiesced.txt\n" {
 		t.Errorf("snapshot holds %q, want the pre-hook's file", got)
 	}
 	if got := files(t, c, ns, "db-0"); got != "" {
