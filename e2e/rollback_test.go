@@ -151,16 +151,16 @@ func claimVolumes(t *testing.T, c *framework.Cluster, ns string, pvcs ...string)
 // three replicas again, each with its own data.
 func TestRollbackOfAScaleDownBringsBackTheRemovedReplicas(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	c.Apply(t, ns, strings.Replace(framework.StatefulSet("db", 3, "postgres:16", nil), "  podManagementPolicy: Parallel\n",
+	ns := c.Namespace(t)
+	c.Apply(t, ns, strings.Replace(appStatefulSet("db", 3, nil, ""), "  podManagementPolicy: Parallel\n",
 		"  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Retain}\n", 1))
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	// The rollback's scale to 0 held every PVC (Retain), and put Delete back after.
 	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.persistentVolumeClaimRetentionPolicy.whenScaled}"); got != "Delete" {
 		t.Errorf("whenScaled after rollback = %q, want Delete as before", got)
 	}
 	for i := range 3 {
-		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo replica $POD_NAME > marker")
+		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo replica $HOSTNAME > /data/marker")
 	}
 	c.MustKubectl(t, "-n", ns, "scale", "statefulset/db", "--replicas=1")
 	waitClaimsGone(t, c, ns, "data-db-1", "data-db-2")
@@ -181,14 +181,14 @@ func TestRollbackOfAScaleDownBringsBackTheRemovedReplicas(t *testing.T) {
 	if r.Err != nil || !strings.Contains(r.Stdout, "ReplacingClaims") || !strings.Contains(r.Stdout, "Rolled back: restored 2 PVCs from set "+set) {
 		t.Fatalf("snapgate rollback --wait: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	// The rollback's scale to 0 held every PVC (Retain), and put Delete back after.
 	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.persistentVolumeClaimRetentionPolicy.whenScaled}"); got != "Delete" {
 		t.Errorf("whenScaled after rollback = %q, want Delete as before", got)
 	}
 	for i := range 3 {
 		pod := fmt.Sprintf("db-%d", i)
-		if got := strings.TrimSpace(c.MustKubectl(t, "-n", ns, "exec", pod, "--", "cat", "marker")); got != "replica "+pod {
+		if got := strings.TrimSpace(c.MustKubectl(t, "-n", ns, "exec", pod, "--", "cat", "/data/marker")); got != "replica "+pod {
 			t.Errorf("%s holds %q, want its own data", pod, got)
 		}
 	}
@@ -206,16 +206,17 @@ func waitClaimsGone(t *testing.T, c *framework.Cluster, ns string, pvcs ...strin
 // and gets the same result: one safety set, the data and template restored.
 func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
+	ns := c.Namespace(t)
 	class := c.SnapshotClassForTest(t, ns, "slow", map[string]string{"readyDelay": "4s"})
-	newGuarded(t, c, ns, "db", 2, nil)
+	c.Apply(t, ns, appStatefulSet("db", 2, nil, ""))
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	for i := range 2 {
-		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo v1 > marker")
+		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo v1 > /data/marker")
 	}
-	c.MustKubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+	c.MustKubectl(t, "-n", ns, "set", "resources", "statefulset/db", "-c", "app", "--limits=memory=64Mi")
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	for i := range 2 {
-		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo v2 > marker")
+		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo v2 > /data/marker")
 	}
 	// Only the safety set is slow: the class is named after the upgrade.
 	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", "snapgate.io/snapshot-class="+class)
@@ -224,7 +225,7 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 	c.WaitRollbackPhase(t, ns, "db", policy.PhaseSafetySet, time.Minute)
 	// Meanwhile the user's changes are denied: a rollback would overwrite them,
 	// or start pods on PVCs being replaced.
-	for _, args := range [][]string{{"scale", "statefulset/db", "--replicas=3"}, {"set", "image", "statefulset/db", "db=postgres:18"}} {
+	for _, args := range [][]string{{"scale", "statefulset/db", "--replicas=3"}, {"set", "resources", "statefulset/db", "-c", "app", "--limits=memory=65Mi"}} {
 		if r := c.Kubectl(t, append([]string{"-n", ns}, args...)...); r.Err == nil || !strings.Contains(r.Stderr, "is being rolled back") {
 			t.Errorf("kubectl %v during a rollback: %v\n%s", args, r.Err, r.Stderr)
 		}
@@ -235,12 +236,12 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 	if st.Phase != policy.PhaseSucceeded {
 		t.Fatalf("rollback ended %+v", st)
 	}
-	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
-	if got := image(t, c, ns, "db"); got != "postgres:16" {
-		t.Errorf("image = %s, want postgres:16", got)
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}"); got != "" {
+		t.Errorf("memory limit = %s after the rollback, want the template from before the change (none)", got)
 	}
 	for i := range 2 {
-		if got := strings.TrimSpace(c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "cat", "marker")); got != "v1" {
+		if got := strings.TrimSpace(c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "cat", "/data/marker")); got != "v1" {
 			t.Errorf("db-%d holds %q, want v1", i, got)
 		}
 	}

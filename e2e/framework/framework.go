@@ -84,11 +84,11 @@ func (c *Cluster) Namespace(t testing.TB) string {
 	return c.namespace(t, nil)
 }
 
-// KwokNamespace is Namespace whose pods go to kwok's nodes, where exec runs on
-// the host in the pod's volume directory (the exec-binder): for the tests that
-// still run their database servers on the host, until they move to real pods.
-// The namespace says so (its default node selector and tolerations), so the
-// tests' manifests stay as a user writes them.
+// KwokNamespace is Namespace whose pods go to kwok's nodes, where containers
+// are simulated: cheap, for the tests whose subject is the API (admission,
+// controllers, the chart's objects) and not what runs in a pod. The namespace
+// says so (its default node selector and tolerations), so the tests' manifests
+// stay as a user writes them.
 func (c *Cluster) KwokNamespace(t testing.TB) string {
 	t.Helper()
 	return c.namespace(t, map[string]string{

@@ -2,7 +2,7 @@
 # The local stack: a real Kubernetes control plane (kwokctl, binary runtime), a
 # real node (kubelet, containerd, runc: node.sh) where ordinary pods run as
 # containers of the images under images/, kwok nodes (tainted; for tests that
-# need many cheap pods) whose exec runs locally, the CSI snapshot pipeline and the
+# need many cheap pods, whose containers are simulated), the CSI snapshot pipeline and the
 # hostpath driver. The control plane listens on 127.0.0.1; the real node lives in
 # a network namespace of the stack's own (node.sh says why). State lives under
 # $SNAPGATE_CLUSTER_DIR (default: .cluster at the repository root).
@@ -23,7 +23,7 @@ log() { printf '%s cluster: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 # The processes the stack starts itself; kwokctl owns the control plane's.
-sidecars=(hostpath-csi snapshot-controller csi-snapshotter csi-provisioner exec-binder)
+sidecars=(hostpath-csi snapshot-controller csi-snapshotter csi-provisioner)
 
 alive() { # alive NAME: its pid file names a running process of that binary
   local pidfile=$state/pids/$1.pid pid
@@ -136,9 +136,8 @@ options:
   kubectlBinary: $b/kubectl
   kwokControllerBinary: $b/kwok
   kubeSchedulerConfig: $stack/config/scheduler.yaml
-  # Stages come from the cluster (so the stack can gate pod readiness on exec);
-  # Exec rules are kept per pod by the exec-binder.
-  enableCRDs: [Stage, Exec, ClusterExec]
+  # Stages come from the cluster: the stack applies kwok's own.
+  enableCRDs: [Stage]
 componentsPatches:
 - name: kwok-controller
   extraArgs:
@@ -186,14 +185,12 @@ YAML
   kwokdir=$(module_dir kwok sigs.k8s.io/kwok)/kustomize
   "${k[@]}" apply -k "$snapcrd" >/dev/null
   # kwok installs its own CRDs (enableCRDs); they may take a moment to appear.
-  wait_for 30 "kwok's CRDs" "${k[@]}" get crd stages.kwok.x-k8s.io execs.kwok.x-k8s.io
+  wait_for 30 "kwok's CRDs" "${k[@]}" get crd stages.kwok.x-k8s.io
   "${k[@]}" wait --for condition=established --timeout=60s crd --all >/dev/null
   "${k[@]}" apply -f "$kwokdir/stage/node/fast/node-initialize.yaml" \
     -f "$kwokdir/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
     -f "$kwokdir/stage/pod/fast/pod-ready.yaml" -f "$kwokdir/stage/pod/fast/pod-complete.yaml" \
     -f "$kwokdir/stage/pod/fast/pod-delete.yaml" >/dev/null
-  # A pod turns Ready only once the exec-binder has pointed its exec at its volume.
-  "${k[@]}" patch stage pod-ready --type=json -p '[{"op":"add","path":"/spec/selector/matchExpressions/-","value":{"key":".metadata.annotations[\"stack.snapgate.io/exec-dir\"]","operator":"Exists"}}]' >/dev/null
 
   log "starting CSI driver and sidecars"
   local sock=$state/csi.sock
@@ -208,7 +205,6 @@ YAML
     --extra-create-metadata "${fast[@]}"
   start csi-provisioner "$b/csi-provisioner" --kubeconfig "$KUBECONFIG" --csi-address "$sock" --leader-election=false \
     --extra-create-metadata "${fast[@]}"
-  start exec-binder "$b/exec-binder" --kubeconfig "$KUBECONFIG" --driver-name "$driver" --root "$state/hostpath"
 
   "${k[@]}" apply -f "$stack/config/storage.yaml" >/dev/null
   wait_for 60 "node kwok-node-0 Ready" "${k[@]}" wait --for condition=Ready --timeout=1s node/kwok-node-0
