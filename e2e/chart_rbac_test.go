@@ -27,7 +27,7 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	ns := c.Namespace(t)
 	c.Apply(t, ns, appStatefulSet("db", 2, map[string]string{
 		policy.PreHook: `["sh","-c","touch /data/quiesced"]`, policy.PostHook: `["sh","-c","rm /data/quiesced"]`, policy.Keep: "1",
-	}, ""))
+	}, nil))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	for _, limit := range []string{"64Mi", "65Mi", "66Mi"} {
 		r := c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/db", "-c", "app", "--limits=memory="+limit)

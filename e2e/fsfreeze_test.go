@@ -17,48 +17,19 @@ import (
 // same volume (CAP_SYS_ADMIN is what freezing needs), named as the hook
 // container; each volume a real ext4 filesystem (class hostpath-ext4).
 func freezable(name string, replicas int, ann map[string]string) string {
-	var b strings.Builder
-	for k, v := range ann {
-		fmt.Fprintf(&b, "    %s: %q\n", k, v)
-	}
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: %[1]s
-  labels:
-    snapgate.io/guard: enabled
-  annotations:
-    snapgate.io/hook-container: freezer
-%[3]sspec:
-  serviceName: %[1]s
-  replicas: %[2]d
-  podManagementPolicy: Parallel
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
+	ann["snapgate.io/hook-container"] = "freezer"
+	return framework.GuardedSet{Name: name, Replicas: replicas, Annotations: ann, StorageClass: "hostpath-ext4", Storage: "256Mi",
+		PodSpec: `      containers:
       - name: app
         image: busybox:1.36
-        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+        command: ` + framework.SleepingApp + `
         volumeMounts: [{name: data, mountPath: /data}]
       - name: freezer
         image: busybox:1.36
-        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+        command: ` + framework.SleepingApp + `
         securityContext: {privileged: true}
         volumeMounts: [{name: data, mountPath: /data}]
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      storageClassName: hostpath-ext4
-      resources:
-        requests:
-          storage: 256Mi
-`, name, replicas, b.String())
+`}.YAML()
 }
 
 var freezablePods = []string{"fz-0", "fz-1"}

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
@@ -11,50 +10,21 @@ import (
 )
 
 // appStatefulSet renders a guarded StatefulSet of an application in busybox
-// (its own command keeps it running) with its volume at /data.
-func appStatefulSet(name string, replicas int, ann map[string]string, podAnnotations string) string {
-	var b strings.Builder
-	for k, v := range ann {
-		fmt.Fprintf(&b, "    %s: %q\n", k, v)
-	}
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: %[1]s
-  labels:
-    snapgate.io/guard: enabled
-  annotations:
-%[3]sspec:
-  serviceName: %[1]s
-  replicas: %[2]d
-  podManagementPolicy: Parallel
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-%[4]s    spec:
-      containers:
+// with its volume at /data.
+func appStatefulSet(name string, replicas int, ann, podAnn map[string]string) string {
+	return framework.GuardedSet{Name: name, Replicas: replicas, Annotations: ann, PodAnnotations: podAnn, PodSpec: `      containers:
       - name: app
         image: busybox:1.36
-        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+        command: ` + framework.SleepingApp + `
         volumeMounts: [{name: data, mountPath: /data}]
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-`, name, replicas, b.String(), podAnnotations)
+`}.YAML()
 }
 
 // hooked creates a guarded 3-replica StatefulSet "db" with these annotations on
 // the real node and waits until its replicas run.
 func hooked(t *testing.T, c *framework.Cluster, ns string, ann map[string]string) {
 	t.Helper()
-	c.Apply(t, ns, appStatefulSet("db", 3, ann, ""))
+	c.Apply(t, ns, appStatefulSet("db", 3, ann, nil))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 }
 
@@ -196,9 +166,10 @@ subjects: [{kind: User, name: deployer, apiGroup: rbac.authorization.k8s.io}]
 func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
-	manifest := appStatefulSet("db", 2, nil, "      annotations:\n"+
-		"        pre.hook.backup.velero.io/command: '[\"sh\",\"-c\",\"echo velero > /data/velero-pre.txt\"]'\n"+
-		"        post.hook.backup.velero.io/command: '[\"sh\",\"-c\",\"echo velero > /data/velero-post.txt\"]'\n")
+	manifest := appStatefulSet("db", 2, nil, map[string]string{
+		"pre.hook.backup.velero.io/command":  `["sh","-c","echo velero > /data/velero-pre.txt"]`,
+		"post.hook.backup.velero.io/command": `["sh","-c","echo velero > /data/velero-post.txt"]`,
+	})
 	c.Apply(t, ns, manifest)
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	if r := change(t, c, ns); r.Err != nil {

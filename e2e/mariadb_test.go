@@ -31,44 +31,19 @@ func mariadbStatefulSet(image, class string, fromFile bool) string {
 `
 		volumes = "      volumes:\n      - {name: secret, secret: {secretName: mariadb}}\n"
 	}
-	return fmt.Sprintf(`apiVersion: v1
+	return `apiVersion: v1
 kind: Secret
 metadata:
   name: mariadb
 stringData:
   root-password: "r00t pw"
 ---
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: mysql
-  labels:
-    snapgate.io/guard: enabled
-  annotations:
-    snapgate.io/hook-preset: mysql
-    snapgate.io/snapshot-class: %[2]s
-spec:
-  serviceName: mysql
-  replicas: 2
-  podManagementPolicy: Parallel
-  selector:
-    matchLabels: {app: mysql}
-  template:
-    metadata:
-      labels: {app: mysql}
-    spec:
-      containers:
+` + framework.GuardedSet{Name: "mysql", Replicas: 2, Annotations: map[string]string{
+		"snapgate.io/hook-preset": "mysql", "snapgate.io/snapshot-class": class,
+	}, PodSpec: `      containers:
       - name: mariadb
-        image: %[1]s
-%[3]s%[4]s  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-`, image, class, env, volumes)
+        image: ` + image + `
+` + env + volumes}.YAML()
 }
 
 // TestMySQLPresetHoldsTheReadLockUntilTheCut runs the mysql preset in real

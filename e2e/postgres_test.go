@@ -14,51 +14,22 @@ import (
 // postgresStatefulSet is a guarded StatefulSet of the official postgres image,
 // as its docs have one (the password from a Secret, the data volume at PGDATA).
 func postgresStatefulSet(name string, replicas int, image string, annotations map[string]string) string {
-	var ann strings.Builder
-	for k, v := range annotations {
-		fmt.Fprintf(&ann, "    %s: %q\n", k, v)
-	}
-	return fmt.Sprintf(`apiVersion: v1
+	return `apiVersion: v1
 kind: Secret
 metadata:
-  name: %[1]s-secret
+  name: ` + name + `-secret
 stringData:
   password: s3cret-pw
 ---
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: %[1]s
-  labels:
-    snapgate.io/guard: enabled
-  annotations:
-%[4]sspec:
-  serviceName: %[1]s
-  replicas: %[2]d
-  podManagementPolicy: Parallel
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
+` + framework.GuardedSet{Name: name, Replicas: replicas, Annotations: annotations, PodSpec: `      containers:
       - name: postgres
-        image: %[3]s
+        image: ` + image + `
         env:
         - name: POSTGRES_PASSWORD
-          valueFrom: {secretKeyRef: {name: %[1]s-secret, key: password}}
+          valueFrom: {secretKeyRef: {name: ` + name + `-secret, key: password}}
         volumeMounts:
         - {name: data, mountPath: /var/lib/postgresql/data}
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-`, name, replicas, image, ann.String())
+`}.YAML()
 }
 
 // TestPostgresUpgradeIsCheckpointedAndRestorable is the guide's story on real

@@ -51,45 +51,10 @@ func TestPostgresPresetInEveryPostgresImage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := framework.Connect(t)
 			ns := c.Namespace(t)
-			c.Apply(t, ns, fmt.Sprintf(`apiVersion: v1
-kind: Secret
-metadata:
-  name: db
-stringData:
-  password: s3cret-pw
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: db
-  labels:
-    snapgate.io/guard: enabled
-  annotations:
-    snapgate.io/hook-preset: postgres
-spec:
-  serviceName: db
-  replicas: 1
-  selector:
-    matchLabels: {app: db}
-  template:
-    metadata:
-      labels: {app: db}
-    spec:
-      containers:
-      - name: %[2]s
-        image: %[1]s
-        env:
-%[4]s        volumeMounts:
-        - {name: data, mountPath: %[3]s}
-%[5]s  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-`, tc.image, tc.container, tc.mount, tc.env, tc.volumes))
+			c.Apply(t, ns, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: s3cret-pw\n---\n"+
+				framework.GuardedSet{Name: "db", Replicas: 1, Annotations: map[string]string{"snapgate.io/hook-preset": "postgres"},
+					PodSpec: "      containers:\n      - name: " + tc.container + "\n        image: " + tc.image + "\n        env:\n" + tc.env +
+						"        volumeMounts:\n        - {name: data, mountPath: " + tc.mount + "}\n" + tc.volumes}.YAML())
 			c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 			// What a user types to reach it: the image's superuser, with the
 			// password where local auth asks for one.
@@ -128,38 +93,9 @@ spec:
 func TestPresetInAnImageWithoutItsClientIsRefusedNamingIt(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, `apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: app
-  labels:
-    snapgate.io/guard: enabled
-  annotations:
-    snapgate.io/hook-preset: postgres
-spec:
-  serviceName: app
-  replicas: 1
-  selector:
-    matchLabels: {app: app}
-  template:
-    metadata:
-      labels: {app: app}
-    spec:
-      containers:
-      - name: app
-        image: busybox:1.36
-        command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
-        volumeMounts:
-        - {name: data, mountPath: /data}
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-`)
+	c.Apply(t, ns, framework.GuardedSet{Name: "app", Replicas: 1, Annotations: map[string]string{"snapgate.io/hook-preset": "postgres"},
+		PodSpec: "      containers:\n      - name: app\n        image: busybox:1.36\n        command: " + framework.SleepingApp +
+			"\n        volumeMounts:\n        - {name: data, mountPath: /data}\n"}.YAML())
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/app", "--timeout=120s")
 	r := c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/app", "-c", "app", "--limits=memory=64Mi")
 	if r.Err == nil || !strings.Contains(r.Stderr, "no psql in this container's PATH") {

@@ -152,7 +152,7 @@ func claimVolumes(t *testing.T, c *framework.Cluster, ns string, pvcs ...string)
 func TestRollbackOfAScaleDownBringsBackTheRemovedReplicas(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
-	c.Apply(t, ns, strings.Replace(appStatefulSet("db", 3, nil, ""), "  podManagementPolicy: Parallel\n",
+	c.Apply(t, ns, strings.Replace(appStatefulSet("db", 3, nil, nil), "  podManagementPolicy: Parallel\n",
 		"  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Retain}\n", 1))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	// The rollback's scale to 0 held every PVC (Retain), and put Delete back after.
@@ -208,7 +208,7 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	class := c.SnapshotClassForTest(t, ns, "slow", map[string]string{"readyDelay": "4s"})
-	c.Apply(t, ns, appStatefulSet("db", 2, nil, ""))
+	c.Apply(t, ns, appStatefulSet("db", 2, nil, nil))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	for i := range 2 {
 		c.MustKubectl(t, "-n", ns, "exec", fmt.Sprintf("db-%d", i), "--", "sh", "-c", "echo v1 > /data/marker")

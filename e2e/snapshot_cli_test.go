@@ -18,7 +18,7 @@ func TestSnapshotCommandTakesASetNowWithHooks(t *testing.T) {
 	c.Apply(t, ns, appStatefulSet("db", 2, map[string]string{
 		"snapgate.io/pre-hook":  `["sh","-c","echo quiesced > /data/quiesced.txt"]`,
 		"snapgate.io/post-hook": `["sh","-c","rm /data/quiesced.txt"]`,
-	}, ""))
+	}, nil))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	snapgate := func(args ...string) framework.Result {
 		return c.Run(t, "", c.Bin("snapgate"), append(args, "--kubeconfig", c.Kubeconfig, "-n", ns)...)

@@ -126,50 +126,11 @@ func SnapshotNames(snaps []snapv1.VolumeSnapshot) []string {
 	return out
 }
 
-// StatefulSet renders a StatefulSet manifest with a volumeClaimTemplate "data",
-// guarded by its own label.
+// StatefulSet renders a guarded StatefulSet of one container "db" of image,
+// for the tests whose subject is the API (its pods go to kwok's nodes there).
 func StatefulSet(name string, replicas int, image string, annotations map[string]string) string {
-	var ann strings.Builder
-	keys := make([]string, 0, len(annotations))
-	for k := range annotations {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&ann, "    %s: %q\n", k, annotations[k])
-	}
-	annBlock := "  annotations: {}\n"
-	if ann.Len() > 0 {
-		annBlock = "  annotations:\n" + ann.String()
-	}
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: %[1]s
-  labels:
-    snapgate.io/guard: enabled
-%[4]sspec:
-  serviceName: %[1]s
-  replicas: %[2]d
-  podManagementPolicy: Parallel
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-      - name: db
-        image: %[3]s
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-`, name, replicas, image, annBlock)
+	return GuardedSet{Name: name, Replicas: replicas, Annotations: annotations,
+		PodSpec: "      containers:\n      - name: db\n        image: " + image + "\n"}.YAML()
 }
 
 // SnapshotClass renders a VolumeSnapshotClass of the hostpath driver whose

@@ -92,10 +92,9 @@ netns_pids() { [ -e "/run/netns/$NETNS" ] && ip netns pids "$NETNS" 2>/dev/null 
 thaw_node_filesystems() {
   local pid m
   supervisor_alive || return 0
+  # setsid, nsenter, unshare and env each exec the next: the recorded pid is the
+  # supervisor itself, in the node's mount namespace.
   pid=$(cat "$state/pids/node.pid")
-  # The supervisor is nsenter's child's child; any process in the namespace will do.
-  for pid in $(mntns_pids); do break; done
-  [ -n "${pid:-}" ] || return 0
   for m in $(nsenter --mount="/proc/$pid/ns/mnt" awk '$1 ~ /^\/dev\/loop/ && $3 == "ext4" {print $2}' /proc/mounts 2>/dev/null); do
     nsenter --mount="/proc/$pid/ns/mnt" fsfreeze --unfreeze "$m" 2>/dev/null || true
   done
