@@ -6,15 +6,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snapgate/snapgate/e2e/framework"
 )
 
 // TestHelmUpgradeIsSnapshotted upgrades a release with the real Helm: the
-// upgrade goes through snapgate like any other client's.
+// upgrade goes through snapgate like any other client's, with the postgres
+// preset's CHECKPOINT in the release's real PostgreSQL pods.
 func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
+	ns := c.Namespace(t)
 	chart := filepath.Join(framework.RepoRoot(), "e2e", "testdata", "guarded-db")
 	helm := func(args ...string) framework.Result {
 		return c.Run(t, "", c.Bin("helm"), append(args, "--namespace", ns, "--kubeconfig", c.Kubeconfig)...)
@@ -27,9 +29,20 @@ func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 		t.Fatalf("an install took snapshots: %v", framework.SnapshotNames(snaps))
 	}
 
-	r := helm("upgrade", "shop", chart, "--set", "image.tag=17", "--wait", "--timeout", "90s")
+	for _, pod := range []string{"shop-db-0", "shop-db-1"} {
+		waitPostgres(t, c, ns, pod)
+	}
+	logs := c.FollowLogs(t, ns, "shop-db-0", "db")
+	time.Sleep(500 * time.Millisecond) // let kubectl logs -f attach before the upgrade
+	r := helm("upgrade", "shop", chart, "--set", "resources.limits.memory=512Mi", "--wait", "--timeout", "90s")
 	if r.Err != nil {
 		t.Fatalf("helm upgrade: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+	}
+	log := logs.Wait(t, time.Minute)
+	started := framework.LineIndex(log, "PostgreSQL init process complete", 0)
+	if checkpoint := framework.LineIndex(log, "checkpoint starting: immediate force wait", started); started < 0 || checkpoint < 0 ||
+		framework.LineIndex(log, "received fast shutdown request", checkpoint) < 0 {
+		t.Errorf("want the preset's CHECKPOINT in shop-db-0 before the upgrade stopped it; its log:\n%s", log)
 	}
 	snaps := c.Snapshots(t, ns, "shop-db")
 	if len(snaps) != 2 || !strings.HasPrefix(snaps[0].Name, "data-shop-db-0-") || !strings.HasPrefix(snaps[1].Name, "data-shop-db-1-") {
@@ -39,7 +52,7 @@ func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 	if out := r.Stdout + r.Stderr; !strings.Contains(out, "snapgate: took snapshot set "+set) {
 		t.Errorf("helm upgrade printed %q; want snapgate's warning naming set %s", out, set)
 	}
-	if got := image(t, c, ns, "shop-db"); got != "postgres:17" {
-		t.Fatalf("image = %q after helm upgrade", got)
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "shop-db", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}"); got != "512Mi" {
+		t.Fatalf("memory limit = %q after helm upgrade, want 512Mi", got)
 	}
 }
