@@ -39,6 +39,34 @@ func waitPostgres(t *testing.T, c *framework.Cluster, ns, pod string) {
 	})
 }
 
+// checkpointedBeforeShutdown reports whether a server's log (kubectl logs -f
+// until the container ended) shows a CHECKPOINT command's checkpoint
+// ("immediate force wait"; a timed one says "time", a shutdown's "shutdown")
+// and, after it, the server's shutdown. The entrypoint's temporary server, if
+// the log has one, comes first and is left out.
+func checkpointedBeforeShutdown(log string) bool {
+	from := max(framework.LineIndex(log, "PostgreSQL init process complete", 0), 0)
+	checkpoint := framework.LineIndex(log, "checkpoint starting: immediate force wait", from)
+	return checkpoint >= 0 && framework.LineIndex(log, "shutdown request", checkpoint) >= 0
+}
+
+// postgresPod renders a pod of the official postgres:15 image with a claim at
+// PGDATA, as a user starts a server on a restored or retained volume.
+func postgresPod(name, claim string) string {
+	return `apiVersion: v1
+kind: Pod
+metadata:
+  name: ` + name + `
+spec:
+  containers:
+  - name: postgres
+    image: postgres:15
+    volumeMounts:
+    - {name: data, mountPath: /var/lib/postgresql/data}
+  volumes: [{name: data, persistentVolumeClaim: {claimName: ` + claim + `}}]
+`
+}
+
 // psql runs SQL in the pod as the guide does: kubectl exec ... psql -U postgres.
 func psql(t *testing.T, c *framework.Cluster, ns, pod, sql string) string {
 	t.Helper()
@@ -91,11 +119,7 @@ func TestGuideUpgradeIsCheckpointedSnapshottedAndRolledBack(t *testing.T) {
 		t.Fatalf("the upgrade's warning does not name the set and the rollback: %q", up.Stderr)
 	}
 	log := logs.Wait(t, 2*time.Minute)
-	// The server that ran before the upgrade starts after the entrypoint's
-	// temporary one (which is shut down too); its CHECKPOINT comes before its end.
-	started := framework.LineIndex(log, "PostgreSQL init process complete", 0)
-	checkpoint := framework.LineIndex(log, "checkpoint starting: immediate force wait", started)
-	if started < 0 || checkpoint < 0 || framework.LineIndex(log, "received fast shutdown request", checkpoint) < 0 {
+	if !checkpointedBeforeShutdown(log) {
 		t.Fatalf("want a CHECKPOINT (immediate force wait) before the server was stopped for the upgrade; the log:\n%s", log)
 	}
 	snaps := c.Snapshots(t, ns, "postgres")

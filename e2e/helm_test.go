@@ -38,10 +38,7 @@ func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 	if r.Err != nil {
 		t.Fatalf("helm upgrade: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}
-	log := logs.Wait(t, time.Minute)
-	started := framework.LineIndex(log, "PostgreSQL init process complete", 0)
-	if checkpoint := framework.LineIndex(log, "checkpoint starting: immediate force wait", started); started < 0 || checkpoint < 0 ||
-		framework.LineIndex(log, "received fast shutdown request", checkpoint) < 0 {
+	if log := logs.Wait(t, time.Minute); !checkpointedBeforeShutdown(log) {
 		t.Errorf("want the preset's CHECKPOINT in shop-db-0 before the upgrade stopped it; its log:\n%s", log)
 	}
 	snaps := c.Snapshots(t, ns, "shop-db")

@@ -59,10 +59,7 @@ func TestPostgresUpgradeIsCheckpointedAndRestorable(t *testing.T) {
 		t.Fatalf("upgrade: %v\n%s", r.Err, r.Stderr)
 	}
 	for _, pod := range pods {
-		log := logs[pod].Wait(t, 2*time.Minute)
-		started := framework.LineIndex(log, "PostgreSQL init process complete", 0)
-		checkpoint := framework.LineIndex(log, "checkpoint starting: immediate force wait", started)
-		if started < 0 || checkpoint < 0 || framework.LineIndex(log, "received fast shutdown request", checkpoint) < 0 {
+		if log := logs[pod].Wait(t, 2*time.Minute); !checkpointedBeforeShutdown(log) {
 			t.Errorf("%s: want the preset's CHECKPOINT before the server was stopped for the change; its log:\n%s", pod, log)
 		}
 	}
@@ -73,19 +70,7 @@ func TestPostgresUpgradeIsCheckpointedAndRestorable(t *testing.T) {
 	}
 	// The snapshot restored as a user restores one: a PVC from it, and a pod of
 	// the same image with it at PGDATA.
-	c.Apply(t, ns, framework.RestoredClaim("restored", snaps[0].Name)+`---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: restored
-spec:
-  containers:
-  - name: postgres
-    image: postgres:15
-    volumeMounts:
-    - {name: data, mountPath: /var/lib/postgresql/data}
-  volumes: [{name: data, persistentVolumeClaim: {claimName: restored}}]
-`)
+	c.Apply(t, ns, framework.RestoredClaim("restored", snaps[0].Name)+"---\n"+postgresPod("restored", "restored"))
 	c.MustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod/restored", "--timeout=90s")
 	waitPostgres(t, c, ns, "restored")
 	if got := psql(t, c, ns, "restored", "SELECT count(*) FROM orders"); got != "10000" {

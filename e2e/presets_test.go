@@ -79,9 +79,7 @@ func TestPostgresPresetInEveryPostgresImage(t *testing.T) {
 			if r.Err != nil || !strings.Contains(r.Stderr, "snapgate: took snapshot set db-") {
 				t.Fatalf("the change with the postgres preset: %v\n%s", r.Err, r.Stderr)
 			}
-			log := logs.Wait(t, 2*time.Minute)
-			checkpoint := framework.LineIndex(log, "checkpoint starting: immediate force wait", 0)
-			if checkpoint < 0 || framework.LineIndex(log, "shutdown request", checkpoint) < 0 {
+			if log := logs.Wait(t, 2*time.Minute); !checkpointedBeforeShutdown(log) {
 				t.Fatalf("want the preset's CHECKPOINT in the server's log before it was stopped; the log:\n%s", log)
 			}
 		})

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -113,18 +114,7 @@ spec:
   volumeName: %s
   resources: {requests: {storage: 1Gi}}
 ---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: replaced
-spec:
-  containers:
-  - name: postgres
-    image: postgres:15
-    volumeMounts:
-    - {name: data, mountPath: /var/lib/postgresql/data}
-  volumes: [{name: data, persistentVolumeClaim: {claimName: replaced}}]
-`, pv.Spec.StorageClassName, pv.Name))
+`, pv.Spec.StorageClassName, pv.Name)+postgresPod("replaced", "replaced"))
 	c.MustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod/replaced", "--timeout=90s")
 	waitPostgres(t, c, ns, "replaced")
 	if got := psql(t, c, ns, "replaced", "SELECT count(*) FROM orders"); got != "15000" {
@@ -376,13 +366,12 @@ func setNames(t *testing.T, c *framework.Cluster, ns, sts string) string {
 // waitFor polls cond until it holds, or fails the test after timeout.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, timeout)
+	framework.Eventually(t, timeout, what, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitSets waits until the StatefulSet has n sets and returns them.

@@ -309,15 +309,12 @@ up() {
     log "already running"
     return
   fi
+  # down also clears what a killed stack left (another checkout's, or this one's
+  # before a reboot): it finds the node's processes by their cgroups and network
+  # namespace, not by this stack's records.
   down
-  # A namespace or cgroups left by a stack that was killed (another checkout's,
-  # or this one's before a reboot) would make the new node fail in odd ways.
   if [ -e "/run/netns/$NETNS" ] || [ -n "$(for d in $(cgroup_dirs); do [ -d "$d/$CGROUP" ] && echo x; done)" ]; then
-    log "removing a node that a stack left behind"
-    for pid in $(netns_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-    kill_cgroup_tree KILL
-    sleep 0.5
-    down
+    die "a node left behind could not be removed (network namespace $NETNS or cgroups $CGROUP): see the log above"
   fi
   mkdir -p "$dir"/{logs,sysctl,log}
   cp "$images" "$dir/images.list"

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -106,9 +105,7 @@ func forward(in net.Conn, to string) {
 	wg.Add(2)
 	pipe := func(dst, src net.Conn) {
 		defer wg.Done()
-		if _, err := io.Copy(dst, src); err != nil && !errors.Is(err, net.ErrClosed) {
-			return
-		}
+		_, _ = io.Copy(dst, src)
 		// Half-close so the other side sees EOF, as on a direct connection.
 		if c, ok := dst.(*net.TCPConn); ok {
 			_ = c.CloseWrite()
