@@ -133,7 +133,10 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 		resp.Patches = append(resp.Patches, removeAnnotation(policy.Skip))
 		return resp, reason
 	}
-	p, _ := policy.Parse(&old)
+	p, denied := policyInForce(change, &updated)
+	if denied != nil {
+		return *denied, reason
+	}
 	if !p.Triggers(reason) {
 		return admission.Allowed(""), ""
 	}
@@ -153,7 +156,10 @@ func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Re
 	if skip := strings.TrimSpace(old.Annotations[policy.Skip]); skip != "" {
 		return g.skipped(ctx, req, change, skipReason(skip)), policy.ReasonDelete
 	}
-	p, _ := policy.Parse(&old)
+	p, denied := policyInForce(change, nil)
+	if denied != nil {
+		return *denied, policy.ReasonDelete
+	}
 	if !p.Triggers(policy.ReasonDelete) {
 		return admission.Allowed(""), ""
 	}
@@ -208,7 +214,10 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 		}
 		return g.skipped(ctx, req, change, skipReason(skip)), policy.ReasonScaleDown
 	}
-	p, _ := policy.Parse(&sts)
+	p, denied := policyInForce(change, nil)
+	if denied != nil {
+		return *denied, policy.ReasonScaleDown
+	}
 	if !p.Triggers(policy.ReasonScaleDown) {
 		return admission.Allowed(""), ""
 	}
@@ -216,6 +225,32 @@ func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Res
 	// StatefulSet once the scale is stored.
 	change.RecordPending = true
 	return g.guard(ctx, req, change, p, nil), policy.ReasonScaleDown
+}
+
+// policyInForce is the policy that guards a change: the stored StatefulSet's,
+// so that a change cannot switch its own guard off in passing. When that one
+// does not parse (it was written while snapgate was down, or before it was
+// installed), the guard fails closed: the change is denied, naming every bad
+// annotation, unless updated (nil when the request carries no StatefulSet)
+// fixes them, and then updated's policy guards it.
+func policyInForce(change snapshotter.Change, updated *appsv1.StatefulSet) (policy.Policy, *admission.Response) {
+	p, errs := policy.Parse(change.Old)
+	if len(errs) == 0 {
+		return p, nil
+	}
+	if updated != nil {
+		fixed, ferrs := policy.Parse(updated)
+		if len(ferrs) == 0 {
+			return fixed, nil
+		}
+		errs = ferrs // what this change still has to fix
+	}
+	sts := change.Old
+	resp := admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s/%s was not applied: its snapgate annotations cannot be read, "+
+		"so snapgate cannot tell how to guard it: %s; fix or remove them (in this change, or first with `kubectl annotate`), "+
+		"or let this change through without snapshots with `kubectl annotate statefulset %s -n %s %s=<reason>`",
+		change.Reason, sts.Namespace, sts.Name, errs.ToAggregate(), sts.Name, sts.Namespace, policy.Skip))
+	return policy.Policy{}, &resp
 }
 
 // skipped lets a change through without snapshots, says so, and records who

@@ -229,6 +229,34 @@ func TestGuard(t *testing.T) {
 			req:  request(t, admissionv1.Update, "", sts(3, "pg:16", rolling(policy.PhaseSucceeded)), sts(3, "pg:17", rolling(policy.PhaseFailed)), false),
 			objs: cluster(3), allowed: true, taken: "data-pg-0 data-pg-1 data-pg-2", patch: []string{`"add" "/metadata/annotations/snapgate.io~1last-set"`, `"add" "/metadata/annotations/snapgate.io~1last-snapshots"`, `"add" "/metadata/annotations/snapgate.io~1last-reason"`},
 		},
+		"a template change under a policy that does not parse is denied, naming each bad annotation": {
+			req:  request(t, admissionv1.Update, "", sts(2, "pg:16", broken()), sts(2, "pg:17", broken()), false),
+			objs: cluster(2), message: `metadata.annotations[snapgate.io/on]: Unsupported value: "tempalte"`,
+		},
+		"the update that fixes a broken policy passes, guarded by the fixed one": {
+			req:  request(t, admissionv1.Update, "", sts(2, "pg:16", broken()), sts(2, "pg:17", map[string]string{policy.On: "template"}), false),
+			objs: cluster(2), allowed: true, taken: "data-pg-0 data-pg-1", patch: []string{`"add" "/metadata/annotations/snapgate.io~1last-set"`, `"add" "/metadata/annotations/snapgate.io~1last-snapshots"`, `"add" "/metadata/annotations/snapgate.io~1last-reason"`},
+		},
+		"the update that removes a broken policy passes, guarded by the defaults": {
+			req:  request(t, admissionv1.Update, "", sts(1, "pg:16", broken()), sts(1, "pg:17", nil), false),
+			objs: cluster(1), allowed: true, taken: "data-pg-0", patch: []string{`"add" "/metadata/annotations"`},
+		},
+		"a skip passes a broken policy: it never stands in the way of a fix": {
+			req:     request(t, admissionv1.Update, "", sts(2, "pg:16", broken()), sts(2, "pg:17", merged(broken(), policy.Skip, "hotfix")), false),
+			allowed: true, warning: "WITHOUT snapshots", patch: []string{`"remove" "/metadata/annotations/snapgate.io~1skip"`}, skipped: `alice: snapgate.io/skip="hotfix"`,
+		},
+		"a delete under a policy that does not parse is denied": {
+			req:  request(t, admissionv1.Delete, "", sts(2, "pg:16", broken()), nil, false),
+			objs: cluster(2), message: `metadata.annotations[snapgate.io/pre-hook]: Invalid value: "CHECKPOINT"`,
+		},
+		"a scale-down under a policy that does not parse is denied": {
+			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
+			objs: append(cluster(2), sts(2, "pg:16", broken())), message: "its snapgate annotations cannot be read",
+		},
+		"a scale-down of an unguarded StatefulSet with a broken policy passes": {
+			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
+			objs: append(cluster(2), func() *appsv1.StatefulSet { s := sts(2, "pg:16", broken()); s.Labels = nil; return s }()), allowed: true,
+		},
 		"a skip on a scaled StatefulSet passes and is cleared": {
 			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
 			objs: append(cluster(2), sts(2, "pg:16", map[string]string{policy.Skip: "drain"})), allowed: true, skipped: `alice: snapgate.io/skip="drain"`, warning: "WITHOUT snapshots",
@@ -272,6 +300,14 @@ func TestGuard(t *testing.T) {
 		})
 	}
 }
+
+// broken is a policy written while snapgate was down: a typo in snapgate.io/on
+// and a pre-hook that is not a JSON list.
+func broken() map[string]string {
+	return map[string]string{policy.On: "tempalte", policy.PreHook: "CHECKPOINT"}
+}
+
+func merged(m map[string]string, k, v string) map[string]string { m[k] = v; return m }
 
 // rolling is the annotations of a StatefulSet whose rollback is at phase.
 func rolling(phase policy.RollbackPhase) map[string]string {

@@ -267,7 +267,12 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 	// The hooks are resolved again from the StatefulSet as it is: a record
 	// names which post-hooks are owed, never a command of its own, so that
 	// writing a record runs nothing that the StatefulSet does not configure.
-	pol, _ := policy.Parse(&sts)
+	pol, errs := policy.Parse(&sts)
+	if len(errs) > 0 && t.Events != nil {
+		// Still tried: a post-hook whose command resolves as recorded runs.
+		t.Events.Eventf(&sts, nil, corev1.EventTypeWarning, "PolicyUnreadable", "Thaw",
+			"Owed post-hooks are resolved from snapgate annotations that cannot be read: %s", errs.ToAggregate())
+	}
 	// In parallel: every one of these pods is quiesced until its post-hook runs.
 	keep := make([]bool, len(owing.Pods))
 	var wg sync.WaitGroup

@@ -170,3 +170,20 @@ func TestTheThawerRetriesAFailingPostHookThenGivesUp(t *testing.T) {
 		t.Fatalf("records after giving up = %d", n)
 	}
 }
+
+func TestTheThawerTellsOfAPolicyItCannotRead(t *testing.T) {
+	sts := statefulSet()
+	sts.Annotations = map[string]string{policy.PreHook: `["freeze"]`, policy.PostHook: `["thaw"]`, policy.On: "tempalte"}
+	exec := &fakeExec{}
+	r := runner(t, exec, true, sts, pod("pg-0", "sts", nil))
+	rec := events.NewFakeRecorder(10)
+	th := &Thawer{Runner: r, Client: r.Client, Retry: 15 * time.Second, GiveUp: 10 * time.Minute, Events: rec}
+	record(t, r.Client, time.Now().Add(-time.Minute), Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}}})
+	reconcileAll(t, th)
+	if e := <-rec.Events; !strings.Contains(e, "PolicyUnreadable") || !strings.Contains(e, `"tempalte"`) {
+		t.Errorf("event %q; want a PolicyUnreadable warning naming the bad value", e)
+	}
+	if got := exec.ran(":thaw"); !slices.Equal(got, []string{"pg-0"}) {
+		t.Errorf("post-hooks ran in %v; want the owed one in pg-0 still", got)
+	}
+}

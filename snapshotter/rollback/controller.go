@@ -278,7 +278,14 @@ func (c *Controller) safetySet(ctx context.Context, sts *appsv1.StatefulSet, st 
 	if snapshotter.Replicas(sts) == 0 || len(sts.Spec.VolumeClaimTemplates) == 0 {
 		return "", nil
 	}
-	p, _ := policy.Parse(sts)
+	p, errs := policy.Parse(sts)
+	if len(errs) > 0 {
+		// The user asked for this rollback; a policy that cannot be read
+		// leaves the safety set crash-consistent rather than stopping it.
+		c.event(sts, corev1.EventTypeWarning, "PolicyUnreadable",
+			"The safety set is taken without hooks: the snapgate annotations cannot be read: %s", errs.ToAggregate())
+		p = policy.Policy{}
+	}
 	p.WaitFor = policy.WaitReady
 	p.Hooks = policy.Hooks{Preset: p.Hooks.Preset, Container: p.Hooks.Container, Timeout: p.Hooks.Timeout, OnError: "Continue"}
 	engine := *c.Engine
