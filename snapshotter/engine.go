@@ -343,7 +343,7 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 		// Related to the set's first snapshot: the event library folds events
 		// of one object, reason and related object into one series.
 		e.Events.Eventf(plan.Change.Old, snapshotRef(plan.StatefulSet.Namespace, plan.Snapshots[0].Name), corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
-			"Took snapshot set %s (%d snapshots, %s) before a %s change by %s", plan.Set, prog.Total, plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username)
+			"Took snapshot set %s (%s, %s) before a %s change by %s", plan.Set, Count(prog.Total, "snapshot"), plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username)
 	}
 }
 

@@ -127,3 +127,11 @@ func StartOrdinal(sts *appsv1.StatefulSet) int32 {
 	}
 	return sts.Spec.Ordinals.Start
 }
+
+// Count is n of a noun, singular or plural as n asks: "1 snapshot", "3 snapshots".
+func Count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}

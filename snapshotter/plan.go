@@ -126,7 +126,7 @@ func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*
 func skeleton(c Change, p policy.Policy) *Plan {
 	sts := c.Old
 	var newTemplate *corev1.PodTemplateSpec
-	if c.Reason == policy.ReasonTemplate {
+	if c.Reason == policy.ReasonTemplate || c.Reason == policy.ReasonRestart {
 		newTemplate = c.NewTemplate
 	}
 	hash := SetHash(sts.UID, sts.Generation, c.Reason, newTemplate, c.NewReplicas, c.Nonce)

@@ -159,6 +159,10 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo) (prune []Pruned, r
 		}
 		return wait > 0
 	}
+	// Sets of one reason (restarts, scale-downs, sets on demand) never push
+	// out the newest set taken before a template change: the one an upgrade
+	// gone wrong is rolled back to.
+	lastUpgrade := ""
 	kept := 0
 	for _, s := range sets {
 		switch {
@@ -186,6 +190,10 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo) (prune []Pruned, r
 			continue
 		}
 		kept++
+		if s.Reason == string(policy.ReasonTemplate) && lastUpgrade == "" {
+			lastUpgrade = s.Name
+			continue
+		}
 		if kept > keep {
 			prune = append(prune, Pruned{Set: s.Name, Why: fmt.Sprintf("the StatefulSet keeps its %d newest sets (%s)", keep, policy.Keep)})
 		}
@@ -198,7 +206,7 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo) (prune []Pruned, r
 // the set (a delete that lands removes it, and its sets are not pruned). Sets
 // taken on demand or by a rollback are for no change.
 func (p *Pruner) unadmitted(sts metav1.Object, s SetInfo) bool {
-	if !slices.Contains([]string{string(policy.ReasonTemplate), string(policy.ReasonScaleDown), string(policy.ReasonDelete)}, s.Reason) {
+	if !slices.Contains([]string{string(policy.ReasonTemplate), string(policy.ReasonRestart), string(policy.ReasonScaleDown), string(policy.ReasonDelete)}, s.Reason) {
 		return false
 	}
 	return s.Generation == sts.GetGeneration()

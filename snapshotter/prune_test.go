@@ -52,6 +52,12 @@ func TestPlanPrune(t *testing.T) {
 			sts:  sts(7, map[string]string{policy.LastSet: "s1", policy.RollbackStatus: policy.RollbackState{Request: "latest", Set: "s3", SafetySet: "s2", Phase: policy.PhaseScalingDown}.String()}),
 			sets: history, uids: ours(history), want: "",
 		},
+		"restarts never push out the newest set taken before an upgrade": {
+			sts: sts(9, nil),
+			sets: []SetInfo{set("r4", "restart", 8, time.Minute), set("r3", "restart", 7, 2*time.Minute), set("r2", "restart", 6, 3*time.Minute),
+				set("r1", "restart", 5, 4*time.Minute), set("u2", "template", 4, time.Hour), set("u1", "template", 3, 2*time.Hour)},
+			uids: ours([]SetInfo{{Name: "r4"}, {Name: "r3"}, {Name: "r2"}, {Name: "r1"}, {Name: "u2"}, {Name: "u1"}}), want: "r1 u1",
+		},
 		"a set asked for by rollback-to is kept": {
 			sts: sts(7, map[string]string{policy.RollbackTo: "s1"}), sets: history, uids: ours(history), want: "s3 s2",
 		},

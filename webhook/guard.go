@@ -138,6 +138,10 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 		return *denied, reason
 	}
 	if !p.Triggers(reason) {
+		if reason == policy.ReasonRestart {
+			return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: statefulset %s is restarted on the same pod template (only %s changed): no snapshot set is taken for a restart; "+
+				"add restart to %s to snapshot restarts too", updated.Name, RestartedAt, policy.On)), reason
+		}
 		return admission.Allowed(""), ""
 	}
 	// The record rides on the change itself.
@@ -304,8 +308,8 @@ func (g *Guard) guard(ctx context.Context, req admission.Request, change snapsho
 		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: statefulset %s has no volume claims to snapshot; the change went through as is", sts.Name))
 	}
 	if isDryRun(req) {
-		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate (dry run): a real request would take snapshot set %s of %d PVCs: %s",
-			plan.Set, len(plan.Snapshots), strings.Join(pvcNames(plan), ", ")))
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate (dry run): a real request would take snapshot set %s of %s: %s",
+			plan.Set, snapshotter.Count(len(plan.Snapshots), "PVC"), strings.Join(pvcNames(plan), ", ")))
 	}
 	prog, err := g.Engine.Take(ctx, plan)
 	if err != nil {
@@ -313,8 +317,8 @@ func (g *Guard) guard(ctx context.Context, req admission.Request, change snapsho
 	}
 	g.Engine.RecordTaken(ctx, plan, prog, g.now().Sub(start))
 
-	warning := fmt.Sprintf("snapgate: took snapshot set %s (%d snapshots, %s) before this %s change; to roll back: kubectl annotate statefulset %s -n %s %s=%s",
-		plan.Set, prog.Total, plan.WaitFor, plan.Reason, sts.Name, sts.Namespace, policy.RollbackTo, plan.Set)
+	warning := fmt.Sprintf("snapgate: took snapshot set %s (%s, %s) before this %s change; to roll back: kubectl annotate statefulset %s -n %s %s=%s",
+		plan.Set, snapshotter.Count(prog.Total, "snapshot"), plan.WaitFor, plan.Reason, sts.Name, sts.Namespace, policy.RollbackTo, plan.Set)
 	if record == nil {
 		return admission.Allowed("").WithWarnings(warning)
 	}

@@ -257,6 +257,17 @@ func TestGuard(t *testing.T) {
 			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
 			objs: append(cluster(2), func() *appsv1.StatefulSet { s := sts(2, "pg:16", broken()); s.Labels = nil; return s }()), allowed: true,
 		},
+		"a rollout restart is no upgrade: no set, and the warning says so": {
+			req:  request(t, admissionv1.Update, "", sts(2, "pg:16", nil), restarted(sts(2, "pg:16", nil), "2026-12-01T10:00:00Z"), false),
+			objs: cluster(2), allowed: true,
+			warning: "no snapshot set is taken for a restart; add restart to snapgate.io/on",
+		},
+		"a rollout restart is snapshotted when snapgate.io/on names restart": {
+			req: request(t, admissionv1.Update, "", sts(1, "pg:16", map[string]string{policy.On: "template,restart"}),
+				restarted(sts(1, "pg:16", map[string]string{policy.On: "template,restart"}), "2026-12-01T10:00:00Z"), false),
+			objs: cluster(1), allowed: true, taken: "data-pg-0", warning: "(1 snapshot, ready) before this restart change",
+			patch: []string{`"add" "/metadata/annotations/snapgate.io~1last-set"`, `"add" "/metadata/annotations/snapgate.io~1last-snapshots"`, `"add" "/metadata/annotations/snapgate.io~1last-reason"`},
+		},
 		"a skip on a scaled StatefulSet passes and is cleared": {
 			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
 			objs: append(cluster(2), sts(2, "pg:16", map[string]string{policy.Skip: "drain"})), allowed: true, skipped: `alice: snapgate.io/skip="drain"`, warning: "WITHOUT snapshots",
@@ -307,6 +318,12 @@ func broken() map[string]string {
 	return map[string]string{policy.On: "tempalte", policy.PreHook: "CHECKPOINT"}
 }
 
+// restarted is s after `kubectl rollout restart` at t.
+func restarted(s *appsv1.StatefulSet, t string) *appsv1.StatefulSet {
+	s.Spec.Template.Annotations = map[string]string{RestartedAt: t}
+	return s
+}
+
 func merged(m map[string]string, k, v string) map[string]string { m[k] = v; return m }
 
 // rolling is the annotations of a StatefulSet whose rollback is at phase.
@@ -347,6 +364,9 @@ func TestClassify(t *testing.T) {
 		"fewer replicas":            {sts(1, "pg:16", nil), policy.ReasonScaleDown},
 		"more replicas":             {sts(5, "pg:16", nil), ""},
 		"new image, fewer replicas": {sts(1, "pg:17", nil), policy.ReasonTemplate},
+		"restarted":                 {restarted(sts(3, "pg:16", nil), "t1"), policy.ReasonRestart},
+		"restarted, fewer replicas": {restarted(sts(2, "pg:16", nil), "t1"), policy.ReasonScaleDown},
+		"restarted, new image":      {restarted(sts(3, "pg:17", nil), "t1"), policy.ReasonTemplate},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -71,12 +71,20 @@ const (
 	ReasonTemplate  Reason = "template"
 	ReasonScaleDown Reason = "scale-down"
 	ReasonDelete    Reason = "delete"
+	// ReasonRestart is a new pod template whose only difference is
+	// kubectl.kubernetes.io/restartedAt (kubectl rollout restart): every pod
+	// restarts on the same spec, so it is snapshotted only when snapgate.io/on
+	// names it.
+	ReasonRestart Reason = "restart"
 	// ReasonManual is a set taken on demand (snapgate snapshot).
 	ReasonManual Reason = "manual"
 )
 
 // AllTriggers is the default of snapgate.io/on.
 var AllTriggers = []Reason{ReasonTemplate, ReasonScaleDown, ReasonDelete}
+
+// Triggers are the values snapgate.io/on takes.
+var Triggers = []Reason{ReasonTemplate, ReasonScaleDown, ReasonDelete, ReasonRestart}
 
 // Wait is how far a set must get before the change is admitted.
 type Wait string
@@ -173,8 +181,8 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 			p.On = nil
 			for _, s := range splitList(v) {
 				r := Reason(s)
-				if !slices.Contains(AllTriggers, r) {
-					errs = append(errs, field.NotSupported(fp, s, reasons(AllTriggers)))
+				if !slices.Contains(Triggers, r) {
+					errs = append(errs, field.NotSupported(fp, s, reasons(Triggers)))
 					continue
 				}
 				if !slices.Contains(p.On, r) {
@@ -182,7 +190,7 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 				}
 			}
 			if len(splitList(v)) == 0 {
-				errs = append(errs, field.Invalid(fp, v, "list at least one of template, scale-down, delete (comma-separated); to let one change through without snapshots, use "+Skip))
+				errs = append(errs, field.Invalid(fp, v, "list at least one of template, scale-down, delete, restart (comma-separated); to let one change through without snapshots, use "+Skip))
 			}
 		case Claims:
 			p.Claims = splitList(v)

@@ -203,7 +203,7 @@ func (c *Controller) run(ctx context.Context, sts *appsv1.StatefulSet, st *polic
 			if err := c.waitPodsGone(ctx, sts); err != nil {
 				return err
 			}
-			next, st.Message = policy.PhaseReplacing, fmt.Sprintf("replacing %d PVCs with copies of set %s", len(restore.Claims), restore.Set)
+			next, st.Message = policy.PhaseReplacing, fmt.Sprintf("replacing %s with copies of set %s", snapshotter.Count(len(restore.Claims), "PVC"), restore.Set)
 		case policy.PhaseReplacing:
 			if err := c.replaceClaims(ctx, sts, restore, st.ID); err != nil {
 				return err
@@ -468,7 +468,7 @@ func (c *Controller) replaceClaim(ctx context.Context, sts *appsv1.StatefulSet, 
 // the trigger and records success, in one update.
 func (c *Controller) restoreSpec(ctx context.Context, sts *appsv1.StatefulSet, st *policy.RollbackState, r *Restore) error {
 	st.Phase = policy.PhaseSucceeded
-	st.Message = fmt.Sprintf("restored %d PVCs from set %s, the pod template and %d replicas", len(r.Claims), r.Set, r.Replicas)
+	st.Message = fmt.Sprintf("restored %s from set %s, the pod template and %s", snapshotter.Count(len(r.Claims), "PVC"), r.Set, snapshotter.Count(int(r.Replicas), "replica"))
 	if st.SafetySet != "" {
 		st.Message += fmt.Sprintf("; the data replaced is in safety set %s", st.SafetySet)
 	}
