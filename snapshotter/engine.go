@@ -26,19 +26,28 @@ import (
 // Quiescer is the seam for application hooks: it brings every affected pod of a
 // plan to a consistent state before the snapshots are cut.
 type Quiescer interface {
-	// Quiesce runs the pre-hooks of plan. The returned thaw runs the post-hooks;
-	// the engine calls it exactly once, whatever happened, with a context of its
-	// own (never the request's, which may already be over).
-	Quiesce(ctx context.Context, plan *Plan) (thaw func(context.Context) error, err error)
+	// Quiesce runs the pre-hooks of plan. The returned Thaw runs the
+	// post-hooks; the engine calls it exactly once, whatever happened, with a
+	// context of its own (never the request's, which may already be over).
+	Quiesce(ctx context.Context, plan *Plan) (Quiesced, error)
+}
+
+// Quiesced is what Quiesce did.
+type Quiesced struct {
+	// Thaw runs the post-hooks of every pod whose pre-hook was attempted; nil
+	// when there is nothing to thaw.
+	Thaw func(context.Context) error
+	// NotRunning names each affected pod that got no hooks because it is not
+	// running, and why: its volumes are snapshotted as they are (nothing is
+	// writing to them), so that a broken StatefulSet can always be fixed.
+	NotRunning []string
 }
 
 // NoHooks quiesces nothing: crash-consistent snapshots.
 type NoHooks struct{}
 
 // Quiesce implements Quiescer.
-func (NoHooks) Quiesce(context.Context, *Plan) (func(context.Context) error, error) {
-	return func(context.Context) error { return nil }, nil
-}
+func (NoHooks) Quiesce(context.Context, *Plan) (Quiesced, error) { return Quiesced{}, nil }
 
 // Engine takes snapshot sets.
 type Engine struct {
@@ -68,6 +77,8 @@ type Progress struct {
 	Cut, Ready int
 	// Failure is the first snapshot error the CSI driver reported.
 	Failure *SnapshotError
+	// NotRunning are the pods that got no hooks, each with why (Quiesced).
+	NotRunning []string
 	// Created, CutAt and ReadyAt are how long after Take started the set was
 	// created, cut and ready, for the log (zero when not reached, or when the set
 	// existed before).
@@ -135,15 +146,16 @@ func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
 			return prog, err
 		}
 	}
+	var notRunning []string
 	if prog.Found < prog.Total {
 		plan.takenAt = start
 		if prog, err = e.cut(ctx, plan, start, &created); err != nil {
 			return prog, err
 		}
-		cutAt = time.Since(start)
+		cutAt, notRunning = time.Since(start), prog.NotRunning
 	}
 	prog, err = e.WaitSet(ctx, plan, plan.WaitFor)
-	prog.Created, prog.CutAt = created, cutAt
+	prog.Created, prog.CutAt, prog.NotRunning = created, cutAt, notRunning
 	if err == nil && cutAt > 0 {
 		prog.ReadyAt = time.Since(start)
 	}
@@ -156,12 +168,12 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 	if hooks == nil {
 		hooks = NoHooks{}
 	}
-	thaw, qerr := hooks.Quiesce(ctx, plan)
-	if thaw != nil {
+	q, qerr := hooks.Quiesce(ctx, plan)
+	if q.Thaw != nil {
 		defer func() {
 			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.thawTimeout())
 			defer cancel()
-			if terr := thaw(tctx); terr != nil {
+			if terr := q.Thaw(tctx); terr != nil {
 				err = errors.Join(err, fmt.Errorf("thaw: %w", terr))
 			}
 		}()
@@ -173,7 +185,9 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 		return Progress{Total: len(plan.Snapshots)}, err
 	}
 	*created = time.Since(start)
-	return e.WaitSet(ctx, plan, policy.WaitCut)
+	prog, err = e.WaitSet(ctx, plan, policy.WaitCut)
+	prog.NotRunning = q.NotRunning
+	return prog, err
 }
 
 func (e *Engine) thawTimeout() time.Duration {
@@ -245,6 +259,13 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 	}
 	if plan.Change.RecordPending {
 		ann[AnnotationRecordPending] = "true"
+	}
+	if len(plan.LeftOut) > 0 {
+		pvcs := make([]string, len(plan.LeftOut))
+		for i, l := range plan.LeftOut {
+			pvcs[i] = l.PVC
+		}
+		ann[AnnotationLeftOut] = strings.Join(pvcs, ",")
 	}
 	pvc, class := s.PVC, s.Class
 	return &snapv1.VolumeSnapshot{
@@ -343,8 +364,20 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 		// Related to the set's first snapshot: the event library folds events
 		// of one object, reason and related object into one series.
 		e.Events.Eventf(plan.Change.Old, snapshotRef(plan.StatefulSet.Namespace, plan.Snapshots[0].Name), corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
-			"Took snapshot set %s (%s, %s) before a %s change by %s", plan.Set, Count(prog.Total, "snapshot"), plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username)
+			"Took snapshot set %s (%s, %s) before a %s change by %s%s", plan.Set, Count(prog.Total, "snapshot"), plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username, lacks(plan, prog))
 	}
+}
+
+// lacks says, for the Event, what a set left out and which pods got no hooks.
+func lacks(plan *Plan, prog Progress) string {
+	var out string
+	for _, l := range plan.LeftOut {
+		out += "; left out " + l.String()
+	}
+	for _, p := range prog.NotRunning {
+		out += "; no hooks in " + p + ", snapshotted as it is"
+	}
+	return out
 }
 
 // RecordSkipped records that a change went through without snapshots, by whom

@@ -22,25 +22,27 @@ import (
 // recordingHooks logs what the engine asked of the hooks, and what it saw of
 // the set when it did.
 type recordingHooks struct {
-	mu       sync.Mutex
-	calls    []string
-	quiesce  error
-	thawCtx  error
-	progress func() Progress
+	mu      sync.Mutex
+	calls   []string
+	quiesce error
+	thawCtx error
+	// notRunning is what Quiesce reports of pods it gave no hooks.
+	notRunning []string
+	progress   func() Progress
 }
 
-func (h *recordingHooks) Quiesce(ctx context.Context, _ *Plan) (func(context.Context) error, error) {
+func (h *recordingHooks) Quiesce(ctx context.Context, _ *Plan) (Quiesced, error) {
 	h.mu.Lock()
 	h.calls = append(h.calls, "quiesce")
 	h.mu.Unlock()
-	return func(tctx context.Context) error {
+	return Quiesced{Thaw: func(tctx context.Context) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.thawCtx = tctx.Err()
 		p := h.progress()
 		h.calls = append(h.calls, "thaw after "+strconv.Itoa(p.Cut)+" cut")
 		return nil
-	}, h.quiesce
+	}, NotRunning: h.notRunning}, h.quiesce
 }
 
 func (h *recordingHooks) log() string {
@@ -338,5 +340,26 @@ func TestASnapshotLostAfterAFastPlanIsCreatedAgainWithItsClass(t *testing.T) {
 	}
 	if c := again.Spec.VolumeSnapshotClassName; c == nil || *c != "hostpath" {
 		t.Fatalf("re-created snapshot's class = %v, want hostpath", c)
+	}
+}
+
+func TestTakeReportsPodsWithoutHooksAndRecordsWhatWasLeftOut(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	h.hooks.notRunning = []string{"pod pg-1 (it is Pending)"}
+	h.plan.LeftOut = []LeftOut{{PVC: "data-pg-2", Ordinal: 2, Why: "does not exist (it holds no data)"}}
+	done := h.take(context.Background())
+	h.waitForSnapshots(t, 2)
+	h.setStatus(t, cut)
+	h.setStatus(t, ready)
+	r := <-done
+	if r.err != nil || len(r.prog.NotRunning) != 1 || r.prog.NotRunning[0] != "pod pg-1 (it is Pending)" {
+		t.Fatalf("Take = %+v, %v; want the pod that got no hooks reported", r.prog, r.err)
+	}
+	var vs snapv1.VolumeSnapshot
+	if err := h.client.Get(context.Background(), client.ObjectKey{Namespace: "db", Name: h.plan.Snapshots[0].Name}, &vs); err != nil {
+		t.Fatal(err)
+	}
+	if got := vs.Annotations[AnnotationLeftOut]; got != "data-pg-2" {
+		t.Fatalf("left-out annotation = %q; want data-pg-2, for a rollback to leave it as it is", got)
 	}
 }

@@ -47,6 +47,9 @@ const (
 	// itself (a scale through the scale subresource): the Recorder writes it onto
 	// the StatefulSet once the change is stored.
 	AnnotationRecordPending = policy.Prefix + "record-pending"
+	// AnnotationLeftOut lists (comma-separated) the affected PVCs the set does
+	// not have because they held no data: a rollback leaves them as they are.
+	AnnotationLeftOut = policy.Prefix + "left-out"
 )
 
 // Kubernetes name limits.

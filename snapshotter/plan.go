@@ -53,6 +53,9 @@ type Plan struct {
 	WaitFor policy.Wait
 	// Snapshots are the VolumeSnapshots of the set, by ordinal then claim.
 	Snapshots []PlannedSnapshot
+	// LeftOut are the affected PVCs the set does not snapshot: they hold no
+	// data (they do not exist, or have no volume yet). Known once checked.
+	LeftOut []LeftOut
 	// Policy is what the StatefulSet's annotations asked for.
 	Policy policy.Policy
 	// Change is the change the set is taken for.
@@ -73,6 +76,17 @@ type PlannedSnapshot struct {
 	Ordinal int32
 	Class   string
 	pvcSpec corev1.PersistentVolumeClaimSpec
+}
+
+// LeftOut is an affected PVC that a set does not snapshot, and why.
+type LeftOut struct {
+	PVC     string
+	Ordinal int32
+	Why     string
+}
+
+func (l LeftOut) String() string {
+	return fmt.Sprintf("PVC %s of replica %d %s", l.PVC, l.Ordinal, l.Why)
 }
 
 // PlanError is a change that cannot be snapshotted as asked; its message tells the
@@ -101,22 +115,36 @@ func Affected(c Change) []int32 {
 }
 
 // PlanSet works out the set a change needs: for each affected ordinal and each
-// claim template (narrowed by snapgate.io/claims) the PVC, which must exist and be
-// bound, and its VolumeSnapshotClass. It reads, never writes; the PVCs are read in
-// parallel. A PVC that is missing or unbound is a PlanError, not a silent skip: a
-// set that lacks a replica would promise a rollback it cannot keep.
+// claim template (narrowed by snapgate.io/claims) the PVC and its
+// VolumeSnapshotClass. It reads, never writes; the PVCs are read in parallel.
+// A PVC that does not exist or is not bound holds no data: it is left out of
+// the set and named in plan.LeftOut, so that a StatefulSet whose replicas never
+// started can still be fixed, and a rollback knows the set never had it.
 func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*Plan, error) {
 	plan := skeleton(c, p)
 	classes := &classCache{byDriver: map[string]string{}}
+	why := make([]string, len(plan.Snapshots))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i := range plan.Snapshots {
 		s := &plan.Snapshots[i]
-		g.Go(func() error { return checkClaim(gctx, r, c.Old, s, p.SnapshotClass, classes) })
+		g.Go(func() (err error) {
+			why[i], err = checkClaim(gctx, r, c.Old, s, p.SnapshotClass, classes)
+			return err
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	kept := plan.Snapshots[:0]
+	for i, s := range plan.Snapshots {
+		if why[i] != "" {
+			plan.LeftOut = append(plan.LeftOut, LeftOut{PVC: s.PVC, Ordinal: s.Ordinal, Why: why[i]})
+			continue
+		}
+		kept = append(kept, s)
+	}
+	plan.Snapshots = kept
 	plan.checked = true
 	return plan, nil
 }
@@ -153,29 +181,26 @@ func skeleton(c Change, p policy.Policy) *Plan {
 	return plan
 }
 
-// checkClaim reads one planned snapshot's PVC, checks it is bound, and picks its class.
-func checkClaim(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet, s *PlannedSnapshot, named string, classes *classCache) error {
+// checkClaim reads one planned snapshot's PVC and picks its class; a PVC
+// that holds no data yet is not an error: why says why it is left out.
+func checkClaim(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet, s *PlannedSnapshot, named string, classes *classCache) (why string, err error) {
 	var pvc corev1.PersistentVolumeClaim
-	err := r.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: s.PVC}, &pvc)
+	err = r.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: s.PVC}, &pvc)
 	if apierrors.IsNotFound(err) {
-		return planErrorf("PVC %s/%s of replica %d does not exist, so snapgate cannot snapshot it; "+
-			"wait until the replica is running, or let this change through without snapshots with "+
-			"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, s.PVC, s.Ordinal, sts.Name, sts.Namespace, policy.Skip)
+		return "does not exist (it holds no data)", nil
 	}
 	if err != nil {
-		return fmt.Errorf("get PVC %s/%s: %w", sts.Namespace, s.PVC, err)
+		return "", fmt.Errorf("get PVC %s/%s: %w", sts.Namespace, s.PVC, err)
 	}
 	if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" {
-		return planErrorf("PVC %s/%s of replica %d is %s, not Bound, so it has no volume to snapshot; "+
-			"wait until it binds, or let this change through without snapshots with "+
-			"`kubectl annotate statefulset %s -n %s %s=<reason>`", sts.Namespace, s.PVC, s.Ordinal, orUnknown(pvc.Status.Phase), sts.Name, sts.Namespace, policy.Skip)
+		return fmt.Sprintf("is %s, not bound to a volume (it holds no data)", orUnknown(pvc.Status.Phase)), nil
 	}
 	class, err := snapshotClass(ctx, r, &pvc, named, classes)
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.Class, s.pvcSpec = class, pvc.Spec
-	return nil
+	return "", nil
 }
 
 // classCache holds the default class of each driver, looked up once per plan.

@@ -93,6 +93,7 @@ func TestPlanSet(t *testing.T) {
 		objs    []client.Object
 		want    string
 		wait    policy.Wait
+		leftOut string
 		wantErr []string
 	}{
 		"a template change snapshots every claim of every replica": {
@@ -129,17 +130,18 @@ func TestPlanSet(t *testing.T) {
 			want:   "data-pg-2@hostpath",
 			wait:   policy.WaitReady,
 		},
-		"a missing PVC is a denial that says how to proceed": {
+		"a PVC that does not exist holds no data: it is left out, and named": {
 			change:  Change{Reason: policy.ReasonTemplate, Old: testStatefulSet(3, "data"), NewReplicas: 3},
 			objs:    append(volumes("data-pg-0", "data-pg-1"), class("hostpath", driver, true)),
-			wantErr: []string{"PVC db/data-pg-2 of replica 2 does not exist", "snapgate.io/skip=<reason>"},
+			want:    "data-pg-0@hostpath data-pg-1@hostpath",
+			leftOut: "PVC data-pg-2 of replica 2 does not exist (it holds no data)",
 		},
-		"an unbound PVC is a denial": {
+		"an unbound PVC is left out": {
 			change: Change{Reason: policy.ReasonTemplate, Old: testStatefulSet(1, "data"), NewReplicas: 1},
 			objs: []client.Object{&corev1.PersistentVolumeClaim{
 				ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "data-pg-0"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending},
 			}},
-			wantErr: []string{"PVC db/data-pg-0 of replica 0 is Pending, not Bound"},
+			want: "", leftOut: "PVC data-pg-0 of replica 0 is Pending, not bound to a volume (it holds no data)",
 		},
 		"no default class is a denial that names both fixes": {
 			change:  Change{Reason: policy.ReasonTemplate, Old: testStatefulSet(1, "data"), NewReplicas: 1},
@@ -188,6 +190,13 @@ func TestPlanSet(t *testing.T) {
 			}
 			if got := plannedPVCs(plan); got != tc.want {
 				t.Errorf("planned %q\nwant    %q", got, tc.want)
+			}
+			var leftOut []string
+			for _, l := range plan.LeftOut {
+				leftOut = append(leftOut, l.String())
+			}
+			if got := strings.Join(leftOut, "; "); got != tc.leftOut {
+				t.Errorf("left out %q\nwant     %q", got, tc.leftOut)
 			}
 			if tc.wait != "" && plan.WaitFor != tc.wait {
 				t.Errorf("wait for %s, want %s", plan.WaitFor, tc.wait)

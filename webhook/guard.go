@@ -305,11 +305,15 @@ func (g *Guard) guard(ctx context.Context, req admission.Request, change snapsho
 		return admission.Denied(fmt.Sprintf("snapgate: could not plan snapshots of statefulset %s/%s (%v); the change was not applied; run the same command again", sts.Namespace, sts.Name, err))
 	}
 	if len(plan.Snapshots) == 0 {
-		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: statefulset %s has no volume claims to snapshot; the change went through as is", sts.Name))
+		if len(plan.LeftOut) == 0 {
+			return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate: statefulset %s has no volume claims to snapshot; the change went through as is", sts.Name))
+		}
+		// Nothing holds data yet (no replica ever got a volume): nothing to lose.
+		return g.skipped(ctx, req, change, "nothing to snapshot: "+leftOut(plan))
 	}
 	if isDryRun(req) {
-		return admission.Allowed("").WithWarnings(fmt.Sprintf("snapgate (dry run): a real request would take snapshot set %s of %s: %s",
-			plan.Set, snapshotter.Count(len(plan.Snapshots), "PVC"), strings.Join(pvcNames(plan), ", ")))
+		return admission.Allowed("").WithWarnings(notes(plan, snapshotter.Progress{}, fmt.Sprintf("snapgate (dry run): a real request would take snapshot set %s of %s: %s",
+			plan.Set, snapshotter.Count(len(plan.Snapshots), "PVC"), strings.Join(pvcNames(plan), ", ")))...)
 	}
 	prog, err := g.Engine.Take(ctx, plan)
 	if err != nil {
@@ -320,13 +324,35 @@ func (g *Guard) guard(ctx context.Context, req admission.Request, change snapsho
 	warning := fmt.Sprintf("snapgate: took snapshot set %s (%s, %s) before this %s change; to roll back: kubectl annotate statefulset %s -n %s %s=%s",
 		plan.Set, snapshotter.Count(prog.Total, "snapshot"), plan.WaitFor, plan.Reason, sts.Name, sts.Namespace, policy.RollbackTo, plan.Set)
 	if record == nil {
-		return admission.Allowed("").WithWarnings(warning)
+		return admission.Allowed("").WithWarnings(notes(plan, prog, warning)...)
 	}
 	ops, err := record(plan)
 	if err != nil {
 		return admission.Denied(fmt.Sprintf("snapgate: could not record snapshot set %s (%v); run the same command again", plan.Set, err))
 	}
-	return admission.Patched("", ops...).WithWarnings(warning)
+	return admission.Patched("", ops...).WithWarnings(notes(plan, prog, warning)...)
+}
+
+// notes are the warnings of a set taken (or planned): the first one, then
+// what the set lacks and why, so that nothing is left out silently.
+func notes(plan *snapshotter.Plan, prog snapshotter.Progress, first string) []string {
+	out := []string{first}
+	if len(plan.LeftOut) > 0 {
+		out = append(out, fmt.Sprintf("snapgate: set %s leaves out what holds no data: %s", plan.Set, leftOut(plan)))
+	}
+	if len(prog.NotRunning) > 0 {
+		out = append(out, fmt.Sprintf("snapgate: pods that are not running got no hooks; their volumes were snapshotted as they are (crash-consistent): %s",
+			strings.Join(prog.NotRunning, "; ")))
+	}
+	return out
+}
+
+func leftOut(plan *snapshotter.Plan) string {
+	out := make([]string, len(plan.LeftOut))
+	for i, l := range plan.LeftOut {
+		out[i] = l.String()
+	}
+	return strings.Join(out, "; ")
 }
 
 func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snapshotter.Progress, err error, elapsed time.Duration) admission.Response {

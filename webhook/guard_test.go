@@ -34,6 +34,8 @@ type fakeTaker struct {
 	taken   []*snapshotter.Plan
 	skipped []string
 	cleared int
+	// notRunning is what a Take reports of pods that got no hooks.
+	notRunning []string
 }
 
 func (f *fakeTaker) Plan(ctx context.Context, c snapshotter.Change, p policy.Policy) (*snapshotter.Plan, error) {
@@ -45,7 +47,7 @@ func (f *fakeTaker) Take(_ context.Context, plan *snapshotter.Plan) (snapshotter
 		return f.prog, f.err
 	}
 	n := len(plan.Snapshots)
-	return snapshotter.Progress{Total: n, Found: n, Cut: n, Ready: n}, nil
+	return snapshotter.Progress{Total: n, Found: n, Cut: n, Ready: n, NotRunning: f.notRunning}, nil
 }
 func (f *fakeTaker) RecordTaken(context.Context, *snapshotter.Plan, snapshotter.Progress, time.Duration) {
 }
@@ -174,9 +176,21 @@ func TestGuard(t *testing.T) {
 			req:     request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", map[string]string{policy.Skip: "hotfix"}), false),
 			allowed: true, warning: "WITHOUT snapshots", patch: []string{`"remove" "/metadata/annotations/snapgate.io~1skip"`}, skipped: `alice: snapgate.io/skip="hotfix"`,
 		},
-		"a missing PVC denies with the way forward": {
+		"a PVC that does not exist is left out and named": {
 			req: request(t, admissionv1.Update, "", sts(3, "pg:16", nil), sts(3, "pg:17", nil), false), objs: cluster(2),
-			message: "PVC db/data-pg-2 of replica 2 does not exist",
+			allowed: true, taken: "data-pg-0 data-pg-1", patch: []string{`"add" "/metadata/annotations"`},
+			warning: "leaves out what holds no data: PVC data-pg-2 of replica 2 does not exist (it holds no data)",
+		},
+		"a StatefulSet none of whose PVCs exists passes, and says so": {
+			req: request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", nil), false), objs: cluster(0),
+			allowed: true, warning: "WITHOUT snapshots: nothing to snapshot: PVC data-pg-0 of replica 0 does not exist",
+			skipped: "alice: nothing to snapshot: PVC data-pg-0 of replica 0 does not exist (it holds no data); PVC data-pg-1 of replica 1 does not exist (it holds no data)",
+		},
+		"pods that got no hooks are named": {
+			req: request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:17", nil), false), objs: cluster(1),
+			taker:   &fakeTaker{notRunning: []string{"pod pg-0 (it is Pending: Unschedulable)"}},
+			allowed: true, taken: "data-pg-0", patch: []string{`"add" "/metadata/annotations"`},
+			warning: "pods that are not running got no hooks; their volumes were snapshotted as they are (crash-consistent): pod pg-0 (it is Pending: Unschedulable)",
 		},
 		"a set not ready in the budget denies as retriable": {
 			req: request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", nil), false), objs: cluster(2),

@@ -32,11 +32,11 @@ func TestFSFreezePresetFreezesTheVolumesAsTheContainerMountsThem(t *testing.T) {
 	p := plan(policy.Hooks{Preset: "fsfreeze"})
 	p.Change.Old.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{}}
 	p.Change.Old.Spec.VolumeClaimTemplates[0].Name = "data"
-	thaw, err := r.Quiesce(context.Background(), p)
+	q, err := r.Quiesce(context.Background(), p)
 	if err != nil {
 		t.Fatalf("a preset needs no exec right: %v", err)
 	}
-	if err := thaw(context.Background()); err != nil {
+	if err := q.Thaw(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(exec.calls) != 4 {

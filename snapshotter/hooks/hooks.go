@@ -357,6 +357,10 @@ type target struct {
 	hook *Hook
 	// container is the resolved container.
 	container string
+	// notRunning says why the pod gets no pre-hook; empty when it runs.
+	notRunning string
+	// restarts is the container's restart count when the pod was read.
+	restarts int32
 }
 
 // HookError is a hook that failed; its message says where and how.
@@ -376,23 +380,39 @@ func (e *HookError) Error() string {
 
 func (e *HookError) Unwrap() error { return e.Err }
 
-// Quiesce runs the pre-hooks in every affected pod in parallel and returns the
-// thaw, which runs the post-hooks in every pod whose pre-hook was attempted.
-func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (func(context.Context) error, error) {
+// Quiesce runs the pre-hooks in every affected pod that is running, in
+// parallel, and returns the thaw, which runs the post-hooks in every pod whose
+// pre-hook was attempted. A pod that is not running gets no hooks: nothing in
+// it is writing, and exec into it would fail and deny the change that may be
+// its fix. A pod whose pre-hook failed because it stopped meanwhile counts as
+// not running too.
+func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshotter.Quiesced, error) {
 	sts := plan.Change.Old
-	targets, err := r.targets(ctx, plan)
-	if err != nil || len(targets) == 0 {
-		return nil, err
+	all, err := r.targets(ctx, plan)
+	if err != nil {
+		return snapshotter.Quiesced{}, err
+	}
+	var q snapshotter.Quiesced
+	var targets []target
+	for _, t := range all {
+		if t.notRunning != "" {
+			q.NotRunning = append(q.NotRunning, fmt.Sprintf("pod %s (%s)", t.pod, t.notRunning))
+			continue
+		}
+		targets = append(targets, t)
+	}
+	if len(targets) == 0 {
+		return q, nil
 	}
 	if !r.ExecAsRequester {
 		if err := r.authorize(ctx, sts, plan.Change.UserInfo, targets); err != nil {
-			return nil, err
+			return q, err
 		}
 	}
 	var record *held
 	if r.InFlight != nil {
 		if record, err = r.InFlight.begin(ctx, sts, targets); err != nil {
-			return nil, err
+			return q, err
 		}
 	}
 
@@ -412,17 +432,29 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (func(cont
 			attempted = append(attempted, t)
 			mu.Unlock()
 			err := r.run(ctx, sts.Namespace, t, "pre", t.hook.Pre)
-			if err != nil && t.hook.Continue {
+			stopped := ""
+			if err != nil {
+				stopped = r.stopped(ctx, sts, t)
+			}
+			switch {
+			case err != nil && stopped != "":
+				log.FromContext(ctx).Info("Pre-hook failed in a pod that stopped meanwhile; snapshotting it as it is", "pod", t.pod, "state", stopped, "error", err.Error())
+				err = nil
+			case err != nil && t.hook.Continue:
 				log.FromContext(ctx).Info("Pre-hook failed; continuing as its on-error says", "pod", t.pod, "error", err.Error())
 				err = nil
 			}
 			mu.Lock()
 			errs = append(errs, err)
+			if stopped != "" {
+				q.NotRunning = append(q.NotRunning, fmt.Sprintf("pod %s (%s)", t.pod, stopped))
+			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	thaw := func(tctx context.Context) error {
+	slices.Sort(q.NotRunning)
+	q.Thaw = func(tctx context.Context) error {
 		var tw sync.WaitGroup
 		terrs := make([]error, len(attempted))
 		for i, t := range attempted {
@@ -448,7 +480,78 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (func(cont
 		}
 		return errors.Join(terrs...)
 	}
-	return thaw, errors.Join(errs...)
+	return q, errors.Join(errs...)
+}
+
+// stopped reads a pod whose pre-hook failed again, and says why it is not
+// running now, or that its container restarted meanwhile (a crash loop that
+// was running when first read); empty when it still runs as it did.
+func (r *Runner) stopped(ctx context.Context, sts *appsv1.StatefulSet, t target) string {
+	var pod corev1.Pod
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: t.pod}, &pod); err != nil {
+		return "" // the hook's own failure stands
+	}
+	if why := notRunning(&pod, t.container); why != "" {
+		return "stopped while its pre-hook ran: " + why
+	}
+	if st := containerStatus(&pod, t.container); st != nil && st.RestartCount != t.restarts {
+		return fmt.Sprintf("container %s restarted while its pre-hook ran", t.container)
+	}
+	return ""
+}
+
+// notRunning says why a pod's hook container cannot take a hook: the pod is
+// being deleted or not Running, or the container is waiting, terminated or
+// crash-looping (restarted and not ready). Empty when it runs.
+func notRunning(pod *corev1.Pod, container string) string {
+	if pod.DeletionTimestamp != nil {
+		return "it is being deleted"
+	}
+	if pod.Status.Phase != corev1.PodRunning {
+		phase := string(pod.Status.Phase)
+		if phase == "" {
+			phase = "without a phase"
+		}
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue && c.Reason != "" {
+				return fmt.Sprintf("it is %s: %s", phase, c.Reason)
+			}
+		}
+		return "it is " + phase
+	}
+	st := containerStatus(pod, container)
+	switch {
+	case st == nil:
+		return fmt.Sprintf("container %s has no status yet", container)
+	case st.State.Waiting != nil:
+		return fmt.Sprintf("container %s is waiting: %s", container, orUnknown(st.State.Waiting.Reason))
+	case st.State.Terminated != nil:
+		return fmt.Sprintf("container %s has terminated: %s", container, orUnknown(st.State.Terminated.Reason))
+	case st.State.Running == nil:
+		return fmt.Sprintf("container %s is not running", container)
+	case st.RestartCount > 0 && !st.Ready && st.LastTerminationState.Terminated != nil:
+		return fmt.Sprintf("container %s is crash-looping: %d restarts, last exit %s, not ready", container, st.RestartCount, orUnknown(st.LastTerminationState.Terminated.Reason))
+	}
+	return ""
+}
+
+// containerStatus is the status of a container or native sidecar, or nil.
+func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+func orUnknown(reason string) string {
+	if reason == "" {
+		return "no reason given"
+	}
+	return reason
 }
 
 // targets are the affected pods that exist, are owned by the StatefulSet, and
@@ -509,7 +612,11 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 		hook.Pre = slices.Concat(hook.Pre, paths)
 		hook.Post = slices.Concat(hook.Post, paths)
 	}
-	return &target{pod: name, hook: hook, container: container}, nil
+	t := &target{pod: name, hook: hook, container: container, notRunning: notRunning(&pod, container)}
+	if st := containerStatus(&pod, container); st != nil {
+		t.restarts = st.RestartCount
+	}
+	return t, nil
 }
 
 func ownedBy(pod *corev1.Pod, sts *appsv1.StatefulSet) bool {

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -31,6 +32,8 @@ type fakeExec struct {
 	hang  map[string]bool
 	// failPost makes the post-hook ("thaw") fail too.
 	failPost bool
+	// onFail, when set, runs as a command fails.
+	onFail func(pod string)
 }
 
 func (f *fakeExec) Exec(ctx context.Context, _, pod, container string, argv []string) ([]byte, []byte, error) {
@@ -42,6 +45,9 @@ func (f *fakeExec) Exec(ctx context.Context, _, pod, container string, argv []st
 		return nil, nil, ctx.Err()
 	}
 	if err := f.fail[pod]; err != nil && (argv[0] != "thaw" || f.failPost) {
+		if f.onFail != nil {
+			f.onFail(pod)
+		}
 		return nil, []byte("FATAL: could not checkpoint\n"), err
 	}
 	return nil, nil, nil
@@ -72,6 +78,10 @@ func pod(name string, owner ownerKind, ann map[string]string) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name, Annotations: ann},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "postgres"}, {Name: "exporter"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "postgres", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+			{Name: "exporter", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+		}},
 	}
 	if owner != "" {
 		yes := true
@@ -113,7 +123,7 @@ func TestQuiesceRunsInOwnedPodsAndThawsEveryAttemptedOne(t *testing.T) {
 	exec := &fakeExec{fail: map[string]error{"pg-1": errors.New("command terminated with exit code 3")}}
 	r := runner(t, exec, true,
 		pod("pg-0", "sts", nil), pod("pg-1", "sts", nil), pod("pg-2", "other", nil))
-	thaw, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	q, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
 	var he *HookError
 	if !errors.As(err, &he) || he.Pod != "db/pg-1" || he.Container != "postgres" || !strings.Contains(err.Error(), "exit code 3") ||
 		!strings.Contains(err.Error(), "FATAL: could not checkpoint") {
@@ -122,11 +132,71 @@ func TestQuiesceRunsInOwnedPodsAndThawsEveryAttemptedOne(t *testing.T) {
 	if got := exec.ran("freeze"); !slices.Equal(got, []string{"pg-0", "pg-1"}) {
 		t.Fatalf("pre-hooks ran in %v; want pg-0 and pg-1 only (pg-2 belongs to another controller)", got)
 	}
-	if err := thaw(context.Background()); err != nil {
+	if err := q.Thaw(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got := exec.ran("thaw"); !slices.Equal(got, []string{"pg-0", "pg-1"}) {
 		t.Fatalf("post-hooks ran in %v; want every pod whose pre-hook was attempted, the failed one too", got)
+	}
+}
+
+func TestPodsThatAreNotRunningGetNoHooksAndAreNamed(t *testing.T) {
+	pending := pod("pg-0", "sts", nil)
+	pending.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable"}}}
+	crashing := pod("pg-1", "sts", nil)
+	crashing.Status.ContainerStatuses[0] = corev1.ContainerStatus{Name: "postgres", RestartCount: 4,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}
+	justRestarted := pod("pg-2", "sts", nil)
+	justRestarted.Status.ContainerStatuses[0] = corev1.ContainerStatus{Name: "postgres", RestartCount: 5,
+		State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 1}}}
+	deleting := pod("pg-3", "sts", nil)
+	deleting.DeletionTimestamp, deleting.Finalizers = &metav1.Time{Time: time.Now()}, []string{"test"}
+	sts := statefulSet()
+	sts.Spec.Replicas = ptr.To(int32(5))
+	exec := &fakeExec{}
+	r := runner(t, exec, true, pending, crashing, justRestarted, deleting, pod("pg-4", "sts", nil))
+	p := plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}})
+	p.Change.Old = sts
+	q, err := r.Quiesce(context.Background(), p)
+	if err != nil {
+		t.Fatalf("err = %v; want no denial: pods that are not running get no hooks", err)
+	}
+	if got := exec.ran("freeze"); !slices.Equal(got, []string{"pg-4"}) {
+		t.Fatalf("pre-hooks ran in %v; want only pg-4, the one running", got)
+	}
+	want := []string{
+		"pod pg-0 (it is Pending: Unschedulable)",
+		"pod pg-1 (container postgres is waiting: CrashLoopBackOff)",
+		"pod pg-2 (container postgres is crash-looping: 5 restarts, last exit Error, not ready)",
+		"pod pg-3 (it is being deleted)",
+	}
+	if !slices.Equal(q.NotRunning, want) {
+		t.Fatalf("not running = %q\nwant %q", q.NotRunning, want)
+	}
+}
+
+func TestAPodThatStopsDuringItsPreHookIsSnapshottedAsItIs(t *testing.T) {
+	exec := &fakeExec{fail: map[string]error{"pg-0": errors.New("command terminated with exit code 2")}}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil))
+	exec.onFail = func(pod string) {
+		// The container crashed while psql ran: the kubelet restarts it.
+		var p corev1.Pod
+		_ = r.Client.Get(context.Background(), client.ObjectKey{Namespace: "db", Name: pod}, &p)
+		p.Status.ContainerStatuses[0].RestartCount++
+		_ = r.Client.Status().Update(context.Background(), &p)
+	}
+	q, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}}))
+	if err != nil {
+		t.Fatalf("err = %v; want the pod counted as not running", err)
+	}
+	if !slices.Equal(q.NotRunning, []string{"pod pg-0 (container postgres restarted while its pre-hook ran)"}) {
+		t.Fatalf("not running = %q", q.NotRunning)
+	}
+	// One that still runs as it did: its failure denies.
+	exec.onFail = nil
+	if _, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}})); err == nil {
+		t.Fatal("a failing pre-hook in a running pod was not an error")
 	}
 }
 

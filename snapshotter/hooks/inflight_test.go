@@ -46,7 +46,7 @@ func TestPostHooksInFlightAreRecordedUntilTheyRan(t *testing.T) {
 	exec := &fakeExec{}
 	r := runner(t, exec, true, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil))
 	r.InFlight = &InFlight{Client: r.Client, Namespace: "snapgate-system", Identity: "snapgate-a", Duration: 300 * time.Millisecond}
-	thaw, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	q, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestPostHooksInFlightAreRecordedUntilTheyRan(t *testing.T) {
 	if recs = records(t, r.Client); !recs[0].Spec.RenewTime.After(first) {
 		t.Fatalf("the record was not renewed while its hooks were in flight")
 	}
-	if err := thaw(context.Background()); err != nil {
+	if err := q.Thaw(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if recs := records(t, r.Client); len(recs) != 0 {
@@ -72,13 +72,13 @@ func TestAFailedPostHookStaysOwed(t *testing.T) {
 	exec := &fakeExec{}
 	r := runner(t, exec, true, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil))
 	r.InFlight = &InFlight{Client: r.Client, Namespace: "snapgate-system", Identity: "snapgate-a", Duration: time.Minute}
-	thaw, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	q, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	exec.fail = map[string]error{"pg-1": errors.New("exit 1")}
 	exec.failPost = true
-	if err := thaw(context.Background()); err == nil {
+	if err := q.Thaw(context.Background()); err == nil {
 		t.Fatal("thaw reported no failure")
 	}
 	recs := records(t, r.Client)

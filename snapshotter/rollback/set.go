@@ -148,8 +148,15 @@ func CheckSet(sts *appsv1.StatefulSet, set string, snaps []snapv1.VolumeSnapshot
 }
 
 // missingOrdinals are the ordinals the set was taken for with fewer snapshots
-// than the others.
+// than the others, not counting the PVCs the set left out because they held
+// no data (a rollback leaves those as they are).
 func missingOrdinals(sts *appsv1.StatefulSet, r *Restore, first *snapv1.VolumeSnapshot, perOrdinal map[int32]int) []string {
+	leftOut := map[int32]int{}
+	for _, pvc := range strings.Split(first.Annotations[snapshotter.AnnotationLeftOut], ",") {
+		if o, ok := ordinalOf(sts, pvc); ok {
+			leftOut[o]++
+		}
+	}
 	start := snapshotter.StartOrdinal(sts)
 	from := start
 	if r.Reason == string(policy.ReasonScaleDown) {
@@ -162,11 +169,24 @@ func missingOrdinals(sts *appsv1.StatefulSet, r *Restore, first *snapv1.VolumeSn
 	}
 	var missing []string
 	for o := from; o < start+r.Replicas; o++ {
-		if perOrdinal[o] < most {
+		if perOrdinal[o]+leftOut[o] < most {
 			missing = append(missing, strconv.Itoa(int(o)))
 		}
 	}
 	return missing
+}
+
+// ordinalOf is the ordinal of pvc, if it is the PVC of one of the
+// StatefulSet's claim templates.
+func ordinalOf(sts *appsv1.StatefulSet, pvc string) (int32, bool) {
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		if rest, ok := strings.CutPrefix(pvc, t.Name+"-"+sts.Name+"-"); ok {
+			if n, err := strconv.ParseInt(rest, 10, 32); err == nil && n >= 0 && snapshotter.ClaimName(t.Name, sts.Name, int32(n)) == pvc {
+				return int32(n), true
+			}
+		}
+	}
+	return 0, false
 }
 
 // RestoredClaim is the PVC that replaces c: its recorded spec, bound to no

@@ -169,3 +169,18 @@ func TestRestoredClaimIsTheRecordedSpecFromTheSnapshot(t *testing.T) {
 		t.Fatalf("annotations = %v", pvc.Annotations)
 	}
 }
+
+func TestCheckSetAcceptsAReplicaLeftOutBecauseItHeldNoData(t *testing.T) {
+	leftOut := func(vs *snapv1.VolumeSnapshot) { vs.Annotations[snapshotter.AnnotationLeftOut] = "data-pg-1" }
+	r, err := CheckSet(testSTS(3), "pg-abc", []snapv1.VolumeSnapshot{snap("0", leftOut), snap("2", leftOut)}, boundOK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Claims) != 2 || r.Claims[0].PVC != "data-pg-0" || r.Claims[1].PVC != "data-pg-2" {
+		t.Fatalf("claims = %+v; want data-pg-0 and data-pg-2 only (data-pg-1 is left as it is)", r.Claims)
+	}
+	otherLeftOut := func(vs *snapv1.VolumeSnapshot) { vs.Annotations[snapshotter.AnnotationLeftOut] = "data-pg-2" }
+	if _, err := CheckSet(testSTS(3), "pg-abc", []snapv1.VolumeSnapshot{snap("0", otherLeftOut), snap("2", otherLeftOut)}, boundOK); err == nil {
+		t.Fatal("a set lacking replica 1, which it did not leave out, was accepted")
+	}
+}

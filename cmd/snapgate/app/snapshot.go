@@ -123,13 +123,19 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, l := range plan.LeftOut {
+		fmt.Fprintf(out, "Leaving out %s.\n", l)
+	}
 	if len(plan.Snapshots) == 0 {
-		return fmt.Errorf("statefulset %s/%s has no volume claims to snapshot", ns, sts.Name)
+		return fmt.Errorf("statefulset %s/%s has nothing to snapshot", ns, sts.Name)
 	}
 	fmt.Fprintf(out, "Taking snapshot set %s of statefulset %s/%s (%s)...\n", plan.Set, ns, sts.Name, snapshotter.Count(len(plan.Snapshots), "PVC"))
 	prog, err := engine.Take(ctx, plan)
 	if err != nil {
 		return fmt.Errorf("snapshot set %s: %d/%d cut, %d/%d ready: %w", plan.Set, prog.Cut, prog.Total, prog.Ready, prog.Total, err)
+	}
+	for _, p := range prog.NotRunning {
+		fmt.Fprintf(out, "No hooks in %s: snapshotted as it is.\n", p)
 	}
 	_, err = fmt.Fprintf(out, "Took snapshot set %s: %s %s in %s.\n", plan.Set, snapshotter.Count(prog.Total, "snapshot"), plan.WaitFor, o.Now().Sub(start).Round(10*time.Millisecond))
 	return err
