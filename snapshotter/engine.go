@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,13 +35,49 @@ type Quiescer interface {
 
 // Quiesced is what Quiesce did.
 type Quiesced struct {
-	// Thaw runs the post-hooks of every pod whose pre-hook was attempted; nil
-	// when there is nothing to thaw.
+	// Thaw runs the post-hooks of every pod whose pre-hook was attempted (nil
+	// when there is nothing to thaw); its error is a *ThawError when some failed.
 	Thaw func(context.Context) error
+	// Pods are the pods whose pre-hook was attempted: those to thaw.
+	Pods []string
 	// NotRunning names each affected pod that got no hooks because it is not
 	// running, and why: its volumes are snapshotted as they are (nothing is
 	// writing to them), so that a broken StatefulSet can always be fixed.
 	NotRunning []string
+}
+
+// ThawError is a thaw whose post-hooks failed in some pods: those may still
+// be quiesced, and the Thawer retries them.
+type ThawError struct {
+	// Pods are the pods whose post-hook failed, by name.
+	Pods []string
+	// Err says how each failed.
+	Err error
+}
+
+func (e *ThawError) Error() string { return e.Err.Error() }
+
+func (e *ThawError) Unwrap() error { return e.Err }
+
+// HookOutcome is what the hooks of one Take did.
+type HookOutcome struct {
+	// Quiesced are the pods whose pre-hook was attempted.
+	Quiesced []string
+	// NotRunning are the pods that got no hooks, each with why.
+	NotRunning []string
+	// ThawFailed, when set, names the pods whose post-hook failed.
+	ThawFailed *ThawError
+}
+
+// Thawed are the quiesced pods whose post-hook did not fail.
+func (h HookOutcome) Thawed() []string {
+	var out []string
+	for _, p := range h.Quiesced {
+		if h.ThawFailed == nil || !slices.Contains(h.ThawFailed.Pods, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // NoHooks quiesces nothing: crash-consistent snapshots.
@@ -77,8 +114,8 @@ type Progress struct {
 	Cut, Ready int
 	// Failure is the first snapshot error the CSI driver reported.
 	Failure *SnapshotError
-	// NotRunning are the pods that got no hooks, each with why (Quiesced).
-	NotRunning []string
+	// Hooks is what this Take's hooks did; empty when the set existed.
+	Hooks HookOutcome
 	// Created, CutAt and ReadyAt are how long after Take started the set was
 	// created, cut and ready, for the log (zero when not reached, or when the set
 	// existed before).
@@ -146,38 +183,46 @@ func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
 			return prog, err
 		}
 	}
-	var notRunning []string
+	var hooked HookOutcome
 	if prog.Found < prog.Total {
 		plan.takenAt = start
 		if prog, err = e.cut(ctx, plan, start, &created); err != nil {
 			return prog, err
 		}
-		cutAt, notRunning = time.Since(start), prog.NotRunning
+		cutAt, hooked = time.Since(start), prog.Hooks
 	}
 	prog, err = e.WaitSet(ctx, plan, plan.WaitFor)
-	prog.Created, prog.CutAt, prog.NotRunning = created, cutAt, notRunning
+	prog.Created, prog.CutAt, prog.Hooks = created, cutAt, hooked
 	if err == nil && cutAt > 0 {
 		prog.ReadyAt = time.Since(start)
 	}
 	return prog, err
 }
 
-// cut quiesces, creates the set and waits until it is cut, then thaws.
+// cut quiesces, creates the set and waits until it is cut, then thaws. Once
+// every snapshot is cut the set is good: a post-hook that fails then is
+// reported in prog.Hooks.ThawFailed (and retried by the Thawer), not an error.
 func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *time.Duration) (prog Progress, err error) {
 	hooks := e.Hooks
 	if hooks == nil {
 		hooks = NoHooks{}
 	}
 	q, qerr := hooks.Quiesce(ctx, plan)
-	if q.Thaw != nil {
-		defer func() {
+	outcome := HookOutcome{Quiesced: q.Pods, NotRunning: q.NotRunning}
+	defer func() {
+		if q.Thaw != nil {
 			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.thawTimeout())
 			defer cancel()
 			if terr := q.Thaw(tctx); terr != nil {
-				err = errors.Join(err, fmt.Errorf("thaw: %w", terr))
+				var te *ThawError
+				if !errors.As(terr, &te) {
+					te = &ThawError{Pods: q.Pods, Err: terr}
+				}
+				outcome.ThawFailed = te
 			}
-		}()
-	}
+		}
+		prog.Hooks = outcome
+	}()
 	if qerr != nil {
 		return Progress{Total: len(plan.Snapshots)}, &QuiesceError{Err: qerr}
 	}
@@ -185,9 +230,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 		return Progress{Total: len(plan.Snapshots)}, err
 	}
 	*created = time.Since(start)
-	prog, err = e.WaitSet(ctx, plan, policy.WaitCut)
-	prog.NotRunning = q.NotRunning
-	return prog, err
+	return e.WaitSet(ctx, plan, policy.WaitCut)
 }
 
 func (e *Engine) thawTimeout() time.Duration {
@@ -360,6 +403,10 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 	log.FromContext(ctx).Info("Snapshot set taken", "statefulSet", plan.StatefulSet, "set", plan.Set,
 		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed,
 		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt)
+	if tf := prog.Hooks.ThawFailed; tf != nil && e.Events != nil {
+		e.Events.Eventf(plan.Change.Old, nil, corev1.EventTypeWarning, "PostHookFailed", "Thaw",
+			"Set %s is good, but the post-hook failed in %s, which may still be quiesced; snapgate retries it: %v", plan.Set, strings.Join(tf.Pods, ", "), tf.Err)
+	}
 	if e.Events != nil && len(plan.Snapshots) > 0 {
 		// Related to the set's first snapshot: the event library folds events
 		// of one object, reason and related object into one series.
@@ -374,7 +421,7 @@ func lacks(plan *Plan, prog Progress) string {
 	for _, l := range plan.LeftOut {
 		out += "; left out " + l.String()
 	}
-	for _, p := range prog.NotRunning {
+	for _, p := range prog.Hooks.NotRunning {
 		out += "; no hooks in " + p + ", snapshotted as it is"
 	}
 	return out

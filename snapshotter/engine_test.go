@@ -28,7 +28,9 @@ type recordingHooks struct {
 	thawCtx error
 	// notRunning is what Quiesce reports of pods it gave no hooks.
 	notRunning []string
-	progress   func() Progress
+	// thawErr is what the thaw returns.
+	thawErr  error
+	progress func() Progress
 }
 
 func (h *recordingHooks) Quiesce(ctx context.Context, _ *Plan) (Quiesced, error) {
@@ -41,8 +43,8 @@ func (h *recordingHooks) Quiesce(ctx context.Context, _ *Plan) (Quiesced, error)
 		h.thawCtx = tctx.Err()
 		p := h.progress()
 		h.calls = append(h.calls, "thaw after "+strconv.Itoa(p.Cut)+" cut")
-		return nil
-	}, NotRunning: h.notRunning}, h.quiesce
+		return h.thawErr
+	}, Pods: []string{"pg-0", "pg-1"}, NotRunning: h.notRunning}, h.quiesce
 }
 
 func (h *recordingHooks) log() string {
@@ -352,7 +354,7 @@ func TestTakeReportsPodsWithoutHooksAndRecordsWhatWasLeftOut(t *testing.T) {
 	h.setStatus(t, cut)
 	h.setStatus(t, ready)
 	r := <-done
-	if r.err != nil || len(r.prog.NotRunning) != 1 || r.prog.NotRunning[0] != "pod pg-1 (it is Pending)" {
+	if r.err != nil || len(r.prog.Hooks.NotRunning) != 1 || r.prog.Hooks.NotRunning[0] != "pod pg-1 (it is Pending)" {
 		t.Fatalf("Take = %+v, %v; want the pod that got no hooks reported", r.prog, r.err)
 	}
 	var vs snapv1.VolumeSnapshot
@@ -361,5 +363,38 @@ func TestTakeReportsPodsWithoutHooksAndRecordsWhatWasLeftOut(t *testing.T) {
 	}
 	if got := vs.Annotations[AnnotationLeftOut]; got != "data-pg-2" {
 		t.Fatalf("left-out annotation = %q; want data-pg-2, for a rollback to leave it as it is", got)
+	}
+}
+
+func TestAPostHookThatFailsAfterTheCutLeavesTheSetGood(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	h.hooks.thawErr = &ThawError{Pods: []string{"pg-1"}, Err: errors.New("UNLOCK TABLES: lost connection")}
+	done := h.take(context.Background())
+	h.waitForSnapshots(t, 2)
+	h.setStatus(t, cut)
+	h.setStatus(t, ready)
+	r := <-done
+	if r.err != nil || r.prog.Ready != 2 {
+		t.Fatalf("Take = %+v, %v; want the set taken: every snapshot was cut before the post-hook failed", r.prog, r.err)
+	}
+	if tf := r.prog.Hooks.ThawFailed; tf == nil || len(tf.Pods) != 1 || tf.Pods[0] != "pg-1" {
+		t.Fatalf("thaw failure = %+v; want pg-1 named", r.prog.Hooks.ThawFailed)
+	}
+	if got := r.prog.Hooks.Thawed(); len(got) != 1 || got[0] != "pg-0" {
+		t.Fatalf("thawed = %v; want pg-0", got)
+	}
+}
+
+func TestAFailedQuiesceReportsWhichPodsWereNotThawed(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	h.hooks.quiesce = errors.New("pre-hook exited 1 in pg-1")
+	h.hooks.thawErr = errors.New("post-hook exited 1 in both")
+	r := <-h.take(context.Background())
+	var qe *QuiesceError
+	if !errors.As(r.err, &qe) {
+		t.Fatalf("err = %v; want the quiesce error", r.err)
+	}
+	if tf := r.prog.Hooks.ThawFailed; tf == nil || len(tf.Pods) != 2 || len(r.prog.Hooks.Thawed()) != 0 {
+		t.Fatalf("hooks = %+v; want both pods reported as not thawed", r.prog.Hooks)
 	}
 }

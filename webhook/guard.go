@@ -340,9 +340,13 @@ func notes(plan *snapshotter.Plan, prog snapshotter.Progress, first string) []st
 	if len(plan.LeftOut) > 0 {
 		out = append(out, fmt.Sprintf("snapgate: set %s leaves out what holds no data: %s", plan.Set, leftOut(plan)))
 	}
-	if len(prog.NotRunning) > 0 {
+	if len(prog.Hooks.NotRunning) > 0 {
 		out = append(out, fmt.Sprintf("snapgate: pods that are not running got no hooks; their volumes were snapshotted as they are (crash-consistent): %s",
-			strings.Join(prog.NotRunning, "; ")))
+			strings.Join(prog.Hooks.NotRunning, "; ")))
+	}
+	if tf := prog.Hooks.ThawFailed; tf != nil {
+		out = append(out, fmt.Sprintf("snapgate: the set is good, but the post-hook failed in %s, which may still be quiesced; snapgate retries it (see the StatefulSet's Events): %v",
+			strings.Join(tf.Pods, ", "), tf.Err))
 	}
 	return out
 }
@@ -362,26 +366,50 @@ func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snaps
 	var qe *snapshotter.QuiesceError
 	switch {
 	case errors.As(err, &qe):
-		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; no snapshot was taken, and every pod that was quiesced was thawed",
-			plan.Reason, sts, qe))
+		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; no snapshot was taken; %s",
+			plan.Reason, sts, qe, thawed(prog.Hooks)))
 	case errors.Is(err, context.DeadlineExceeded):
 		done, what := prog.Ready, "ready"
 		if plan.WaitFor == policy.WaitCut {
 			done, what = prog.Cut, "cut"
 		}
 		log.FromContext(ctx).Info("Snapshot set not ready within budget", "statefulSet", sts, "set", plan.Set, "done", done, "total", prog.Total)
-		return admission.Denied(fmt.Sprintf("snapgate: %d/%d snapshots of statefulset %s %s after %s (set %s); the change was not applied yet; run the same command again to continue",
-			done, prog.Total, sts, what, elapsed.Round(time.Second), plan.Set))
+		return admission.Denied(fmt.Sprintf("snapgate: %d/%d snapshots of statefulset %s %s after %s (set %s); the change was not applied yet; run the same command again to continue%s",
+			done, prog.Total, sts, what, elapsed.Round(time.Second), plan.Set, andThawed(prog.Hooks)))
 	case errors.As(err, &se):
-		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s; fix the snapshot class or driver and run the same command again, or let this change through without snapshots with `kubectl annotate statefulset %s -n %s %s=<reason>`",
-			plan.Reason, sts, se, sts.Name, sts.Namespace, policy.Skip))
+		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s%s; fix the snapshot class or driver and run the same command again, or let this change through without snapshots with `kubectl annotate statefulset %s -n %s %s=<reason>`",
+			plan.Reason, sts, se, andThawed(prog.Hooks), sts.Name, sts.Namespace, policy.Skip))
 	case errors.As(err, &pe):
 		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s", plan.Reason, sts, pe))
 	default:
 		log.FromContext(ctx).Error(err, "Take snapshot set", "statefulSet", sts, "set", plan.Set)
-		return admission.Denied(fmt.Sprintf("snapgate: could not take snapshot set %s of statefulset %s (%v); the change was not applied; run the same command again",
-			plan.Set, sts, err))
+		return admission.Denied(fmt.Sprintf("snapgate: could not take snapshot set %s of statefulset %s (%v); the change was not applied%s; run the same command again",
+			plan.Set, sts, err, andThawed(prog.Hooks)))
 	}
+}
+
+// thawed says exactly which pods were quiesced and thawed, and which were
+// quiesced and are not thawed (their post-hook failed).
+func thawed(h snapshotter.HookOutcome) string {
+	if len(h.Quiesced) == 0 {
+		return "no pod was quiesced"
+	}
+	if h.ThawFailed == nil {
+		return fmt.Sprintf("every pod that was quiesced was thawed (%s)", strings.Join(h.Quiesced, ", "))
+	}
+	msg := fmt.Sprintf("pods NOT thawed (their post-hook failed; snapgate retries it): %s (%v)", strings.Join(h.ThawFailed.Pods, ", "), h.ThawFailed.Err)
+	if ok := h.Thawed(); len(ok) > 0 {
+		msg = fmt.Sprintf("pods thawed: %s; ", strings.Join(ok, ", ")) + msg
+	}
+	return msg
+}
+
+// andThawed is thawed for a denial after hooks ran, empty when none did.
+func andThawed(h snapshotter.HookOutcome) string {
+	if len(h.Quiesced) == 0 {
+		return ""
+	}
+	return "; " + thawed(h)
 }
 
 // rollbackStep tells the rollback controller's writes: each moves the

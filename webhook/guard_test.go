@@ -34,8 +34,8 @@ type fakeTaker struct {
 	taken   []*snapshotter.Plan
 	skipped []string
 	cleared int
-	// notRunning is what a Take reports of pods that got no hooks.
-	notRunning []string
+	// hooks is what a Take that succeeds reports its hooks did.
+	hooks snapshotter.HookOutcome
 }
 
 func (f *fakeTaker) Plan(ctx context.Context, c snapshotter.Change, p policy.Policy) (*snapshotter.Plan, error) {
@@ -47,7 +47,7 @@ func (f *fakeTaker) Take(_ context.Context, plan *snapshotter.Plan) (snapshotter
 		return f.prog, f.err
 	}
 	n := len(plan.Snapshots)
-	return snapshotter.Progress{Total: n, Found: n, Cut: n, Ready: n, NotRunning: f.notRunning}, nil
+	return snapshotter.Progress{Total: n, Found: n, Cut: n, Ready: n, Hooks: f.hooks}, nil
 }
 func (f *fakeTaker) RecordTaken(context.Context, *snapshotter.Plan, snapshotter.Progress, time.Duration) {
 }
@@ -188,9 +188,32 @@ func TestGuard(t *testing.T) {
 		},
 		"pods that got no hooks are named": {
 			req: request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:17", nil), false), objs: cluster(1),
-			taker:   &fakeTaker{notRunning: []string{"pod pg-0 (it is Pending: Unschedulable)"}},
+			taker:   &fakeTaker{hooks: snapshotter.HookOutcome{NotRunning: []string{"pod pg-0 (it is Pending: Unschedulable)"}}},
 			allowed: true, taken: "data-pg-0", patch: []string{`"add" "/metadata/annotations"`},
 			warning: "pods that are not running got no hooks; their volumes were snapshotted as they are (crash-consistent): pod pg-0 (it is Pending: Unschedulable)",
+		},
+		"a failed pre-hook denies, saying which pods were thawed and which were not": {
+			req: request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", nil), false), objs: cluster(2),
+			taker: &fakeTaker{err: &snapshotter.QuiesceError{Err: errors.New("pre-hook in pod db/pg-1 failed")}, prog: snapshotter.Progress{Total: 2, Hooks: snapshotter.HookOutcome{
+				Quiesced: []string{"pg-0", "pg-1"}, ThawFailed: &snapshotter.ThawError{Pods: []string{"pg-1"}, Err: errors.New("UNLOCK failed")},
+			}}},
+			taken:   "data-pg-0 data-pg-1",
+			message: "no snapshot was taken; pods thawed: pg-0; pods NOT thawed (their post-hook failed; snapgate retries it): pg-1 (UNLOCK failed)",
+		},
+		"a failed pre-hook after which every pod was thawed says so": {
+			req: request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", nil), false), objs: cluster(2),
+			taker: &fakeTaker{err: &snapshotter.QuiesceError{Err: errors.New("pre-hook in pod db/pg-1 failed")}, prog: snapshotter.Progress{Total: 2, Hooks: snapshotter.HookOutcome{
+				Quiesced: []string{"pg-0", "pg-1"},
+			}}},
+			taken:   "data-pg-0 data-pg-1",
+			message: "every pod that was quiesced was thawed (pg-0, pg-1)",
+		},
+		"a post-hook that fails after the cut admits the change with a warning": {
+			req: request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:17", nil), false), objs: cluster(1),
+			taker: &fakeTaker{hooks: snapshotter.HookOutcome{Quiesced: []string{"pg-0"},
+				ThawFailed: &snapshotter.ThawError{Pods: []string{"pg-0"}, Err: errors.New("post-hook exited 1")}}},
+			allowed: true, taken: "data-pg-0", patch: []string{`"add" "/metadata/annotations"`},
+			warning: "the set is good, but the post-hook failed in pg-0, which may still be quiesced; snapgate retries it",
 		},
 		"a set not ready in the budget denies as retriable": {
 			req: request(t, admissionv1.Update, "", sts(2, "pg:16", nil), sts(2, "pg:17", nil), false), objs: cluster(2),

@@ -478,8 +478,15 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 		if err := record.end(tctx, failed); err != nil {
 			log.FromContext(tctx).Error(err, "Ending the record of post-hooks in flight")
 		}
-		return errors.Join(terrs...)
+		if len(failed) == 0 {
+			return nil
+		}
+		return &snapshotter.ThawError{Pods: failed, Err: errors.Join(terrs...)}
 	}
+	for _, t := range attempted {
+		q.Pods = append(q.Pods, t.pod)
+	}
+	slices.Sort(q.Pods)
 	return q, errors.Join(errs...)
 }
 
@@ -665,12 +672,18 @@ func (r *Runner) run(ctx context.Context, namespace string, t target, phase stri
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	_, stderr, err := r.Exec.Exec(ctx, namespace, t.pod, t.container, argv)
-	if ctx.Err() != nil && err != nil {
-		err = fmt.Errorf("timed out after %s: %w", timeout, ctx.Err())
+	_, stderr, err := r.Exec.Exec(hctx, namespace, t.pod, t.container, argv)
+	switch {
+	case err == nil || hctx.Err() == nil:
+	case ctx.Err() != nil:
+		// The request's budget ended first: say so, not the hook's timeout.
+		err = fmt.Errorf("cut short after %s by the end of the request's time budget, before the hook's own timeout of %s: %w",
+			time.Since(start).Round(10*time.Millisecond), timeout, ctx.Err())
+	default:
+		err = fmt.Errorf("timed out after %s: %w", timeout, hctx.Err())
 	}
 	r.Metrics.ObserveHook(phase, time.Since(start), err)
 	log.FromContext(ctx).V(1).Info("Hook ran", "phase", phase, "pod", t.pod, "elapsed", time.Since(start), "error", err)

@@ -219,6 +219,17 @@ func TestATimeoutBoundsEachHook(t *testing.T) {
 	}
 }
 
+func TestAHookCutShortByTheBudgetSaysSo(t *testing.T) {
+	exec := &fakeExec{hang: map[string]bool{"pg-0": true}}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := r.Quiesce(ctx, plan(policy.Hooks{Pre: []string{"freeze"}, Timeout: 20 * time.Second}))
+	if err == nil || !strings.Contains(err.Error(), "by the end of the request's time budget, before the hook's own timeout of 20s") {
+		t.Fatalf("err = %v; want the budget named, not the hook's timeout", err)
+	}
+}
+
 func TestAnnotationHooksNeedTheRequestersExecRight(t *testing.T) {
 	exec := &fakeExec{}
 	r := runner(t, exec, false, pod("pg-0", "sts", map[string]string{veleroPre + "command": `["sync"]`}))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -134,8 +135,11 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("snapshot set %s: %d/%d cut, %d/%d ready: %w", plan.Set, prog.Cut, prog.Total, prog.Ready, prog.Total, err)
 	}
-	for _, p := range prog.NotRunning {
+	for _, p := range prog.Hooks.NotRunning {
 		fmt.Fprintf(out, "No hooks in %s: snapshotted as it is.\n", p)
+	}
+	if tf := prog.Hooks.ThawFailed; tf != nil {
+		fmt.Fprintf(out, "The post-hook failed in %s, which may still be quiesced: %v\n", strings.Join(tf.Pods, ", "), tf.Err)
 	}
 	_, err = fmt.Fprintf(out, "Took snapshot set %s: %s %s in %s.\n", plan.Set, snapshotter.Count(prog.Total, "snapshot"), plan.WaitFor, o.Now().Sub(start).Round(10*time.Millisecond))
 	return err
