@@ -608,8 +608,12 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 		return nil, err
 	}
 	container := hook.Container
-	if container == "" && len(pod.Spec.Containers) > 0 {
-		container = pod.Spec.Containers[0].Name
+	if container == "" {
+		container = policy.DefaultHookContainer(pod.Annotations, &pod.Spec, sts)
+	}
+	if !slices.Contains(policy.ContainerNames(&pod.Spec), container) {
+		return nil, fmt.Errorf("%s: pod %s has no container %q: set snapgate.io/hook-container to one of its containers or native sidecars (%s)",
+			hook.Source, name, container, strings.Join(policy.ContainerNames(&pod.Spec), ", "))
 	}
 	if hook.freezesMounts {
 		paths, err := policy.ClaimMounts(&pod.Spec, container, sts)

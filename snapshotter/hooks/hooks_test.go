@@ -200,6 +200,26 @@ func TestAPodThatStopsDuringItsPreHookIsSnapshottedAsItIs(t *testing.T) {
 	}
 }
 
+func TestHooksRunInTheContainerThatMountsTheDataWhenNoneIsNamed(t *testing.T) {
+	meshed := pod("pg-0", "sts", nil)
+	meshed.Spec.Containers = []corev1.Container{{Name: "istio-proxy"}, {Name: "postgres", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/lib/postgresql/data"}}}}
+	meshed.Status.ContainerStatuses = []corev1.ContainerStatus{
+		{Name: "istio-proxy", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+		{Name: "postgres", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+	}
+	exec := &fakeExec{}
+	r := runner(t, exec, true, meshed)
+	p := plan(policy.Hooks{Preset: "postgres"})
+	p.Change.Old.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}
+	p.Change.Old.Spec.Replicas = ptr.To(int32(1))
+	if _, err := r.Quiesce(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if len(exec.calls) != 1 || !strings.HasPrefix(exec.calls[0], "pg-0/postgres:") {
+		t.Fatalf("calls = %v; want the preset in container postgres, not the mesh's proxy", exec.calls)
+	}
+}
+
 func TestOnErrorContinueLetsTheSetGoOn(t *testing.T) {
 	exec := &fakeExec{fail: map[string]error{"pg-0": errors.New("exit 1")}}
 	r := runner(t, exec, true, pod("pg-0", "sts", nil))

@@ -39,7 +39,8 @@ const (
 	// PreHook and PostHook are JSON argv lists run in every affected pod.
 	PreHook  = Prefix + "pre-hook"
 	PostHook = Prefix + "post-hook"
-	// HookContainer is the container hooks run in; default the first.
+	// HookContainer names the container hooks run in (see
+	// DefaultHookContainer for the default).
 	HookContainer = Prefix + "hook-container"
 	// HookTimeout bounds each hook.
 	HookTimeout = Prefix + "hook-timeout"
@@ -239,7 +240,7 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
 				errs = append(errs, field.Invalid(fp, v, "must name a container: "+strings.Join(msgs, "; ")))
 			} else if sts != nil && !hasContainer(sts, v) {
-				errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("the pod template has no container %q; it has: %s", v, strings.Join(containers(sts), ", "))))
+				errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("the pod template has no container %q; its containers and native sidecars are: %s", v, strings.Join(ContainerNames(&sts.Spec.Template.Spec), ", "))))
 			}
 			p.Hooks.Container = v
 		case HookTimeout:
@@ -278,7 +279,11 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 	}
 	if p.Hooks.Preset == "fsfreeze" && len(p.Hooks.Pre) == 0 && len(p.Hooks.Post) == 0 && sts != nil {
 		// A container the template lacks is reported on snapgate.io/hook-container.
-		if _, err := ClaimMounts(&sts.Spec.Template.Spec, p.Hooks.Container, sts); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+		container := p.Hooks.Container
+		if container == "" {
+			container = DefaultHookContainer(sts.Spec.Template.Annotations, &sts.Spec.Template.Spec, sts)
+		}
+		if _, err := ClaimMounts(&sts.Spec.Template.Spec, container, sts); err != nil && !errors.Is(err, ErrNoSuchContainer) {
 			errs = append(errs, field.Invalid(path.Key(HookPreset), "fsfreeze",
 				"the fsfreeze preset freezes the StatefulSet's volumes where the hook container mounts them: "+err.Error()))
 		}
@@ -289,22 +294,77 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 // ErrNoSuchContainer is ClaimMounts' error for a container the pod lacks.
 var ErrNoSuchContainer = errors.New("no such container")
 
-// ClaimMounts are the paths at which a container of a pod spec (the first one
-// when container is empty) mounts the volumes of the StatefulSet's claim
-// templates (a pod's volume is named after its template), one per volume: a
-// filesystem mounted twice is frozen once. It is what the fsfreeze preset
-// freezes.
-func ClaimMounts(spec *corev1.PodSpec, container string, sts *appsv1.StatefulSet) ([]string, error) {
-	if len(spec.Containers) == 0 {
-		return nil, fmt.Errorf("%w: the pod has no containers", ErrNoSuchContainer)
+// DefaultContainer is the annotation kubectl reads for a pod's default
+// container (kubectl exec, logs); service meshes set it where they put their
+// proxy first.
+const DefaultContainer = "kubectl.kubernetes.io/default-container"
+
+// Containers are a pod's containers and native sidecars (init containers
+// with restartPolicy Always, which run beside them): the containers a hook
+// can run in.
+func Containers(spec *corev1.PodSpec) []*corev1.Container {
+	out := make([]*corev1.Container, 0, len(spec.Containers))
+	for i := range spec.Containers {
+		out = append(out, &spec.Containers[i])
 	}
-	i := 0
-	if container != "" {
-		if i = slices.IndexFunc(spec.Containers, func(c corev1.Container) bool { return c.Name == container }); i < 0 {
-			return nil, fmt.Errorf("%w: the pod has no container %q: set snapgate.io/hook-container to one of its containers", ErrNoSuchContainer, container)
+	for i := range spec.InitContainers {
+		if c := &spec.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			out = append(out, c)
 		}
 	}
-	c := spec.Containers[i]
+	return out
+}
+
+// DefaultHookContainer is the container hooks run in when none is named: the one
+// kubectl.kubernetes.io/default-container names, else the first that mounts
+// one of the StatefulSet's claim volumes (the application's, where a sidecar
+// comes first), else the first. Empty when the pod has no containers.
+func DefaultHookContainer(podAnnotations map[string]string, spec *corev1.PodSpec, sts *appsv1.StatefulSet) string {
+	all := Containers(spec)
+	if name := podAnnotations[DefaultContainer]; name != "" && findContainer(all, name) != nil {
+		return name
+	}
+	for _, c := range all {
+		for _, m := range c.VolumeMounts {
+			if hasClaimTemplate(sts, m.Name) {
+				return c.Name
+			}
+		}
+	}
+	if len(all) == 0 {
+		return ""
+	}
+	return all[0].Name
+}
+
+func findContainer(all []*corev1.Container, name string) *corev1.Container {
+	for _, c := range all {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// ContainerNames are the names of a pod's containers and native sidecars.
+func ContainerNames(spec *corev1.PodSpec) []string {
+	var out []string
+	for _, c := range Containers(spec) {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// ClaimMounts are the paths at which a container (or native sidecar) of a pod
+// spec mounts the volumes of the StatefulSet's claim templates (a pod's volume
+// is named after its template), one per volume: a filesystem mounted twice is
+// frozen once. It is what the fsfreeze preset freezes.
+func ClaimMounts(spec *corev1.PodSpec, container string, sts *appsv1.StatefulSet) ([]string, error) {
+	c := findContainer(Containers(spec), container)
+	if c == nil {
+		return nil, fmt.Errorf("%w: the pod has no container %q: set snapgate.io/hook-container to one of its containers or native sidecars (%s)",
+			ErrNoSuchContainer, container, strings.Join(ContainerNames(spec), ", "))
+	}
 	var paths, seen []string
 	for _, m := range c.VolumeMounts {
 		if hasClaimTemplate(sts, m.Name) && !slices.Contains(seen, m.Name) {
@@ -359,15 +419,7 @@ func claimTemplates(sts *appsv1.StatefulSet) []string {
 }
 
 func hasContainer(sts *appsv1.StatefulSet, name string) bool {
-	return slices.Contains(containers(sts), name)
-}
-
-func containers(sts *appsv1.StatefulSet) []string {
-	var out []string
-	for _, c := range sts.Spec.Template.Spec.Containers {
-		out = append(out, c.Name)
-	}
-	return out
+	return slices.Contains(ContainerNames(&sts.Spec.Template.Spec), name)
 }
 
 // ReasonRollback is the safety set a rollback takes of the data it replaces.

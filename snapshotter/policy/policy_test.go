@@ -124,6 +124,54 @@ func TestFSFreezeNeedsTheHookContainerToMountAVolume(t *testing.T) {
 	}
 }
 
+func TestDefaultHookContainer(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	sidecarFirst := func() *appsv1.StatefulSet {
+		sts := statefulSet(nil)
+		// A mesh puts its proxy first (istio's holdApplicationUntilProxyStarts).
+		sts.Spec.Template.Spec.Containers = []corev1.Container{{Name: "istio-proxy"}, {Name: "postgres", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/lib/postgresql/data"}}}}
+		return sts
+	}
+	tests := map[string]struct {
+		sts  *appsv1.StatefulSet
+		ann  map[string]string
+		want string
+	}{
+		"the first container, when none mounts a claim":     {statefulSet(nil), nil, "postgres"},
+		"the first container that mounts a claim":           {sidecarFirst(), nil, "postgres"},
+		"kubectl.kubernetes.io/default-container wins":      {sidecarFirst(), map[string]string{DefaultContainer: "istio-proxy"}, "istio-proxy"},
+		"a default-container the pod lacks is not followed": {sidecarFirst(), map[string]string{DefaultContainer: "gone"}, "postgres"},
+		"a native sidecar that mounts the claim": {func() *appsv1.StatefulSet {
+			sts := statefulSet(nil)
+			sts.Spec.Template.Spec.InitContainers = []corev1.Container{
+				{Name: "init", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}},
+				{Name: "backup-agent", RestartPolicy: &always, VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}},
+			}
+			return sts
+		}(), nil, "backup-agent"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := DefaultHookContainer(tc.ann, &tc.sts.Spec.Template.Spec, tc.sts); got != tc.want {
+				t.Fatalf("DefaultHookContainer = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestANativeSidecarIsAHookContainer(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	sts := statefulSet(map[string]string{HookPreset: "fsfreeze", HookContainer: "freezer"})
+	sts.Spec.Template.Spec.InitContainers = []corev1.Container{{Name: "freezer", RestartPolicy: &always, VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}}
+	if _, errs := Parse(sts); len(errs) != 0 {
+		t.Fatalf("errs = %v; a native sidecar is a container hooks can run in", errs)
+	}
+	sts.Spec.Template.Spec.InitContainers[0].RestartPolicy = nil // a plain init container has finished
+	if _, errs := Parse(sts); len(errs) != 1 || !strings.Contains(errs[0].Error(), `no container "freezer"`) {
+		t.Fatalf("errs = %v; want a plain init container refused", errs)
+	}
+}
+
 func TestParseReportsEveryProblem(t *testing.T) {
 	_, errs := Parse(statefulSet(map[string]string{WaitFor: "soon", Keep: "0", HookOnError: "Maybe"}))
 	if len(errs) != 3 {
