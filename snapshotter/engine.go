@@ -44,6 +44,9 @@ type Quiesced struct {
 	// running, and why: its volumes are snapshotted as they are (nothing is
 	// writing to them), so that a broken StatefulSet can always be fixed.
 	NotRunning []string
+	// Warnings are what the hooks' annotations say that was not taken as
+	// written (a bad Velero timeout), each naming the pod and annotation.
+	Warnings []string
 }
 
 // ThawError is a thaw whose post-hooks failed in some pods: those may still
@@ -65,6 +68,8 @@ type HookOutcome struct {
 	Quiesced []string
 	// NotRunning are the pods that got no hooks, each with why.
 	NotRunning []string
+	// Warnings are Quiesced.Warnings.
+	Warnings []string
 	// ThawFailed, when set, names the pods whose post-hook failed.
 	ThawFailed *ThawError
 }
@@ -208,7 +213,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 		hooks = NoHooks{}
 	}
 	q, qerr := hooks.Quiesce(ctx, plan)
-	outcome := HookOutcome{Quiesced: q.Pods, NotRunning: q.NotRunning}
+	outcome := HookOutcome{Quiesced: q.Pods, NotRunning: q.NotRunning, Warnings: q.Warnings}
 	defer func() {
 		if q.Thaw != nil {
 			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.thawTimeout())

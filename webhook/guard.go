@@ -344,6 +344,9 @@ func notes(plan *snapshotter.Plan, prog snapshotter.Progress, first string) []st
 		out = append(out, fmt.Sprintf("snapgate: pods that are not running got no hooks; their volumes were snapshotted as they are (crash-consistent): %s",
 			strings.Join(prog.Hooks.NotRunning, "; ")))
 	}
+	for _, w := range prog.Hooks.Warnings {
+		out = append(out, "snapgate: "+w)
+	}
 	if tf := prog.Hooks.ThawFailed; tf != nil {
 		out = append(out, fmt.Sprintf("snapgate: the set is good, but the post-hook failed in %s, which may still be quiesced; snapgate retries it (see the StatefulSet's Events): %v",
 			strings.Join(tf.Pods, ", "), tf.Err))

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -33,8 +34,15 @@ type Hook struct {
 	Pre, Post []string
 	Container string
 	Timeout   time.Duration
+	// PostContainer and PostTimeout, when set, are the post-hook's own
+	// (Velero's post.hook.backup.velero.io keys); else Container and Timeout.
+	PostContainer string
+	PostTimeout   time.Duration
 	// Continue lets the change go on when the pre-hook fails.
 	Continue bool
+	// Warnings are what the hook's annotations say that snapgate did not
+	// take (a bad Velero timeout), for the admission warning.
+	Warnings []string
 	// Source says where the hook came from, for messages.
 	Source string
 	// FromAnnotations: the command was written by someone in an annotation, so
@@ -265,13 +273,54 @@ rm -f "$lock" "$lock.err"
 out=$("$c" $auth -e "KILL $id" 2>&1) || case "$out" in *"Unknown thread id"*) ;; *) echo "$out" >&2; exit 1;; esac
 `
 
-// Velero's pod annotations, read with Velero's meaning.
+// Velero's pod annotations, read with Velero's meaning (vmware-tanzu/velero
+// internal/hook/item_hook_handler.go, getPodExecHookFromAnnotations): a
+// phase's command, container, on-error and timeout are read together from
+// one prefix; the pre-hook falls back to the unphased legacy keys only when
+// pre.hook...command is absent; the post-hook has keys of its own.
 const (
-	veleroPre  = "pre.hook.backup.velero.io/"
-	veleroPost = "post.hook.backup.velero.io/"
-	// veleroTimeout is Velero's own default for a hook.
+	veleroPre    = "pre.hook.backup.velero.io/"
+	veleroPost   = "post.hook.backup.velero.io/"
+	veleroLegacy = "hook.backup.velero.io/"
+	// veleroTimeout is Velero's default for a hook (pkg/podexec
+	// pod_command_executor.go defaultTimeout), also for a timeout that does not
+	// parse or is not above zero.
 	veleroTimeout = 30 * time.Second
 )
+
+// veleroHook is one phase of Velero's annotations.
+type veleroHook struct {
+	command   []string
+	container string
+	timeout   time.Duration
+	onError   string
+}
+
+// readVelero reads the keys under prefix; warnings are what Velero would only
+// log (a timeout or on-error it does not take); an error is a command that
+// cannot be read, named with its field path.
+func readVelero(pod *corev1.Pod, prefix string) (h veleroHook, warnings []string, err error) {
+	ann := pod.Annotations
+	fp := field.NewPath("metadata", "annotations")
+	if h.command, err = veleroCommand(ann[prefix+"command"]); err != nil {
+		return h, nil, fmt.Errorf("pod %s: %w", pod.Name, field.Invalid(fp.Key(prefix+"command"), ann[prefix+"command"], err.Error()))
+	}
+	h.container, h.timeout = ann[prefix+"container"], veleroTimeout
+	if t, ok := ann[prefix+"timeout"]; ok {
+		if d, perr := time.ParseDuration(t); perr != nil || d <= 0 {
+			warnings = append(warnings, fmt.Sprintf("pod %s: %s=%q is not a duration above 0; using Velero's default of %s", pod.Name, prefix+"timeout", t, veleroTimeout))
+		} else {
+			h.timeout = d
+		}
+	}
+	switch v := ann[prefix+"on-error"]; v {
+	case "", "Fail", "Continue":
+		h.onError = v
+	default:
+		warnings = append(warnings, fmt.Sprintf("pod %s: %s=%q is neither Fail nor Continue; using Fail", pod.Name, prefix+"on-error", v))
+	}
+	return h, warnings, nil
+}
 
 // Resolve picks the hook for one pod: the StatefulSet's annotations, then its
 // preset, then Velero's annotations on the pod. It returns nil when none applies.
@@ -295,26 +344,33 @@ func Resolve(p policy.Hooks, pod *corev1.Pod) (*Hook, error) {
 }
 
 func velero(pod *corev1.Pod) (*Hook, error) {
-	ann := pod.Annotations
-	pre, post := ann[veleroPre+"command"], ann[veleroPost+"command"]
-	if pre == "" && post == "" {
-		return nil, nil
+	pre, warnings, err := readVelero(pod, veleroPre)
+	if err != nil {
+		return nil, err
 	}
-	h := &Hook{Source: "Velero's hook annotations", FromAnnotations: true, Container: ann[veleroPre+"container"], Timeout: veleroTimeout}
-	var err error
-	if h.Pre, err = veleroCommand(pre); err != nil {
-		return nil, fmt.Errorf("pod %s: %s: %w", pod.Name, veleroPre+"command", err)
-	}
-	if h.Post, err = veleroCommand(post); err != nil {
-		return nil, fmt.Errorf("pod %s: %s: %w", pod.Name, veleroPost+"command", err)
-	}
-	if t := ann[veleroPre+"timeout"]; t != "" {
-		if h.Timeout, err = time.ParseDuration(t); err != nil {
-			return nil, fmt.Errorf("pod %s: %s=%q: %w", pod.Name, veleroPre+"timeout", t, err)
+	if len(pre.command) == 0 {
+		if pre, warnings, err = readVelero(pod, veleroLegacy); err != nil {
+			return nil, err
 		}
 	}
-	// Velero fails a backup on a failed hook unless told to continue.
-	h.Continue = ann[veleroPre+"on-error"] == "Continue"
+	post, postWarnings, err := readVelero(pod, veleroPost)
+	if err != nil {
+		return nil, err
+	}
+	if len(pre.command) == 0 && len(post.command) == 0 {
+		return nil, nil
+	}
+	h := &Hook{Source: "Velero's hook annotations", FromAnnotations: true}
+	if len(pre.command) > 0 {
+		h.Pre, h.Container, h.Timeout = pre.command, pre.container, pre.timeout
+		// A failing pre-hook denies the change unless it says Continue.
+		h.Continue = pre.onError == "Continue"
+		h.Warnings = warnings
+	}
+	if len(post.command) > 0 {
+		h.Post, h.PostContainer, h.PostTimeout = post.command, post.container, post.timeout
+		h.Warnings = append(h.Warnings, postWarnings...)
+	}
 	return h, nil
 }
 
@@ -355,8 +411,9 @@ var _ snapshotter.Quiescer = (*Runner)(nil)
 type target struct {
 	pod  string
 	hook *Hook
-	// container is the resolved container.
-	container string
+	// container and postContainer are the resolved containers of the pre-
+	// and post-hook.
+	container, postContainer string
 	// notRunning says why the pod gets no pre-hook; empty when it runs.
 	notRunning string
 	// restarts is the container's restart count when the pod was read.
@@ -395,6 +452,11 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 	var q snapshotter.Quiesced
 	var targets []target
 	for _, t := range all {
+		for _, w := range t.hook.Warnings {
+			if !slices.Contains(q.Warnings, w) {
+				q.Warnings = append(q.Warnings, w)
+			}
+		}
 		if t.notRunning != "" {
 			q.NotRunning = append(q.NotRunning, fmt.Sprintf("pod %s (%s)", t.pod, t.notRunning))
 			continue
@@ -607,13 +669,18 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 	if err != nil || hook == nil {
 		return nil, err
 	}
-	container := hook.Container
+	container, postContainer := hook.Container, hook.PostContainer
 	if container == "" {
 		container = policy.DefaultHookContainer(pod.Annotations, &pod.Spec, sts)
 	}
-	if !slices.Contains(policy.ContainerNames(&pod.Spec), container) {
-		return nil, fmt.Errorf("%s: pod %s has no container %q: set snapgate.io/hook-container to one of its containers or native sidecars (%s)",
-			hook.Source, name, container, strings.Join(policy.ContainerNames(&pod.Spec), ", "))
+	if postContainer == "" {
+		postContainer = container
+	}
+	for _, c := range []string{container, postContainer} {
+		if !slices.Contains(policy.ContainerNames(&pod.Spec), c) {
+			return nil, fmt.Errorf("%s: pod %s has no container %q: set snapgate.io/hook-container to one of its containers or native sidecars (%s)",
+				hook.Source, name, c, strings.Join(policy.ContainerNames(&pod.Spec), ", "))
+		}
 	}
 	if hook.freezesMounts {
 		paths, err := policy.ClaimMounts(&pod.Spec, container, sts)
@@ -623,7 +690,7 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 		hook.Pre = slices.Concat(hook.Pre, paths)
 		hook.Post = slices.Concat(hook.Post, paths)
 	}
-	t := &target{pod: name, hook: hook, container: container, notRunning: notRunning(&pod, container)}
+	t := &target{pod: name, hook: hook, container: container, postContainer: postContainer, notRunning: notRunning(&pod, container)}
 	if st := containerStatus(&pod, container); st != nil {
 		t.restarts = st.RestartCount
 	}
@@ -672,14 +739,20 @@ func (e *DeniedError) Error() string {
 
 // run runs one hook command with the hook's timeout.
 func (r *Runner) run(ctx context.Context, namespace string, t target, phase string, argv []string) error {
-	timeout := t.hook.Timeout
+	timeout, container := t.hook.Timeout, t.container
+	if phase == "post" {
+		container = t.postContainer
+		if t.hook.PostTimeout > 0 {
+			timeout = t.hook.PostTimeout
+		}
+	}
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	_, stderr, err := r.Exec.Exec(hctx, namespace, t.pod, t.container, argv)
+	_, stderr, err := r.Exec.Exec(hctx, namespace, t.pod, container, argv)
 	switch {
 	case err == nil || hctx.Err() == nil:
 	case ctx.Err() != nil:
@@ -692,7 +765,7 @@ func (r *Runner) run(ctx context.Context, namespace string, t target, phase stri
 	r.Metrics.ObserveHook(phase, time.Since(start), err)
 	log.FromContext(ctx).V(1).Info("Hook ran", "phase", phase, "pod", t.pod, "elapsed", time.Since(start), "error", err)
 	if err != nil {
-		return &HookError{Phase: phase, Pod: namespace + "/" + t.pod, Container: t.container, Source: t.hook.Source, Err: err, Stderr: tail(stderr, 512)}
+		return &HookError{Phase: phase, Pod: namespace + "/" + t.pod, Container: container, Source: t.hook.Source, Err: err, Stderr: tail(stderr, 512)}
 	}
 	return nil
 }

@@ -220,6 +220,26 @@ func TestHooksRunInTheContainerThatMountsTheDataWhenNoneIsNamed(t *testing.T) {
 	}
 }
 
+func TestVelerosPostHookRunsInItsOwnContainer(t *testing.T) {
+	exec := &fakeExec{}
+	r := runner(t, exec, true, pod("pg-0", "sts", map[string]string{
+		veleroPre + "command": "freeze", veleroPre + "container": "exporter",
+		veleroPost + "command": "thaw", veleroPost + "container": "postgres",
+	}))
+	p := plan(policy.Hooks{})
+	p.Change.Old.Spec.Replicas = ptr.To(int32(1))
+	q, err := r.Quiesce(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Thaw(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(exec.calls, []string{"pg-0/exporter:freeze", "pg-0/postgres:thaw"}) {
+		t.Fatalf("calls = %v; want the pre-hook in exporter and the post-hook in postgres", exec.calls)
+	}
+}
+
 func TestOnErrorContinueLetsTheSetGoOn(t *testing.T) {
 	exec := &fakeExec{fail: map[string]error{"pg-0": errors.New("exit 1")}}
 	r := runner(t, exec, true, pod("pg-0", "sts", nil))
@@ -299,13 +319,42 @@ func TestResolve(t *testing.T) {
 			want: &Hook{Pre: []string{"sh", "-c", mysqlLock}, Post: []string{"sh", "-c", mysqlUnlock}},
 		},
 		"Velero's annotations with Velero's meaning": {
-			pod:  velero,
-			want: &Hook{Pre: []string{"/bin/sh", "-c", "sync"}, Post: []string{"/usr/bin/thaw"}, Container: "exporter", Timeout: 5 * time.Second, Continue: true, FromAnnotations: true},
+			pod: velero,
+			want: &Hook{Pre: []string{"/bin/sh", "-c", "sync"}, Post: []string{"/usr/bin/thaw"}, Container: "exporter", Timeout: 5 * time.Second, Continue: true, FromAnnotations: true,
+				PostTimeout: veleroTimeout},
+		},
+		"Velero's post-hook keys are its own": {
+			pod: pod("pg-0", "sts", map[string]string{
+				veleroPre + "command": "sync", veleroPre + "container": "exporter",
+				veleroPost + "command": "thaw", veleroPost + "container": "postgres", veleroPost + "timeout": "3s",
+			}),
+			want: &Hook{Pre: []string{"sync"}, Post: []string{"thaw"}, Container: "exporter", Timeout: veleroTimeout, FromAnnotations: true,
+				PostContainer: "postgres", PostTimeout: 3 * time.Second},
+		},
+		"Velero's unphased keys are a pre-hook": {
+			pod: pod("pg-0", "sts", map[string]string{
+				veleroLegacy + "command": `["/sbin/fsfreeze","--freeze","/data"]`, veleroLegacy + "container": "exporter",
+				veleroLegacy + "timeout": "7s", veleroLegacy + "on-error": "Continue",
+			}),
+			want: &Hook{Pre: []string{"/sbin/fsfreeze", "--freeze", "/data"}, Container: "exporter", Timeout: 7 * time.Second, Continue: true, FromAnnotations: true},
+		},
+		"the unphased keys are not read when the phased command is there": {
+			pod: pod("pg-0", "sts", map[string]string{
+				veleroPre + "command": "sync", veleroLegacy + "command": "other", veleroLegacy + "container": "exporter",
+			}),
+			want: &Hook{Pre: []string{"sync"}, Timeout: veleroTimeout, FromAnnotations: true},
+		},
+		"a bad Velero timeout or on-error is a warning, and the default is used": {
+			pod: pod("pg-0", "sts", map[string]string{veleroPre + "command": "sync", veleroPre + "timeout": "soon", veleroPre + "on-error": "Ignore"}),
+			want: &Hook{Pre: []string{"sync"}, Timeout: veleroTimeout, FromAnnotations: true, Warnings: []string{
+				`pod pg-0: pre.hook.backup.velero.io/timeout="soon" is not a duration above 0; using Velero's default of 30s`,
+				`pod pg-0: pre.hook.backup.velero.io/on-error="Ignore" is neither Fail nor Continue; using Fail`,
+			}},
 		},
 		"no hooks at all": {pod: pod("pg-0", "sts", nil)},
 		"a bad Velero command names the annotation": {
 			pod: pod("pg-0", "sts", map[string]string{veleroPre + "command": `["unterminated`}),
-			err: "pre.hook.backup.velero.io/command",
+			err: "metadata.annotations[pre.hook.backup.velero.io/command]: Invalid value",
 		},
 	}
 	for name, tc := range tests {
@@ -327,7 +376,8 @@ func TestResolve(t *testing.T) {
 				return
 			}
 			if !slices.Equal(got.Pre, tc.want.Pre) || !slices.Equal(got.Post, tc.want.Post) || got.Container != tc.want.Container ||
-				got.Timeout != tc.want.Timeout || got.Continue != tc.want.Continue || got.FromAnnotations != tc.want.FromAnnotations {
+				got.Timeout != tc.want.Timeout || got.Continue != tc.want.Continue || got.FromAnnotations != tc.want.FromAnnotations ||
+				got.PostContainer != tc.want.PostContainer || got.PostTimeout != tc.want.PostTimeout || !slices.Equal(got.Warnings, tc.want.Warnings) {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
