@@ -377,8 +377,8 @@ func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snaps
 			done, what = prog.Cut, "cut"
 		}
 		log.FromContext(ctx).Info("Snapshot set not ready within budget", "statefulSet", sts, "set", plan.Set, "done", done, "total", prog.Total)
-		return admission.Denied(fmt.Sprintf("snapgate: %d/%d snapshots of statefulset %s %s after %s (set %s); the change was not applied yet; run the same command again to continue%s",
-			done, prog.Total, sts, what, elapsed.Round(time.Second), plan.Set, andThawed(prog.Hooks)))
+		return admission.Denied(fmt.Sprintf("snapgate: %d/%d snapshots of statefulset %s %s after %s (set %s); the change was not applied yet; run the same command again to continue%s%s",
+			done, prog.Total, sts, what, elapsed.Round(time.Second), plan.Set, helmRetry(plan.Change.Old), andThawed(prog.Hooks)))
 	case errors.As(err, &se):
 		return admission.Denied(fmt.Sprintf("snapgate: the %s change to statefulset %s was not applied: %s%s; fix the snapshot class or driver and run the same command again, or let this change through without snapshots with `kubectl annotate statefulset %s -n %s %s=<reason>`",
 			plan.Reason, sts, se, andThawed(prog.Hooks), sts.Name, sts.Namespace, policy.Skip))
@@ -389,6 +389,21 @@ func (g *Guard) denyTake(ctx context.Context, plan *snapshotter.Plan, prog snaps
 		return admission.Denied(fmt.Sprintf("snapgate: could not take snapshot set %s of statefulset %s (%v); the change was not applied%s; run the same command again",
 			plan.Set, sts, err, andThawed(prog.Hooks)))
 	}
+}
+
+// HelmRelease is the annotation Helm 3 and 4 put on every object of a release.
+const HelmRelease = "meta.helm.sh/release-name"
+
+// helmRetry says what "the same command" is for an object of a Helm release:
+// a rollback Helm starts by itself (upgrade --atomic) is not a command the
+// user typed.
+func helmRetry(sts *appsv1.StatefulSet) string {
+	release := sts.Annotations[HelmRelease]
+	if release == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (for Helm release %s: if this was Helm rolling back, after `helm upgrade --atomic` or `helm rollback`, run `helm rollback %s -n %s`)",
+		release, release, sts.Namespace)
 }
 
 // thawed says exactly which pods were quiesced and thawed, and which were

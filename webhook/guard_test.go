@@ -221,6 +221,12 @@ func TestGuard(t *testing.T) {
 			taken:   "data-pg-0 data-pg-1",
 			message: "1/2 snapshots of statefulset db/pg ready after 0s (set pg-",
 		},
+		"a set not ready in the budget tells a Helm release how to go on": {
+			req: request(t, admissionv1.Update, "", sts(1, "pg:16", map[string]string{HelmRelease: "shop"}), sts(1, "pg:17", map[string]string{HelmRelease: "shop"}), false), objs: cluster(1),
+			taker:   &fakeTaker{err: context.DeadlineExceeded, prog: snapshotter.Progress{Total: 1, Found: 1, Cut: 1}},
+			taken:   "data-pg-0",
+			message: "if this was Helm rolling back, after `helm upgrade --atomic` or `helm rollback`, run `helm rollback shop -n db`",
+		},
 		"a driver error denies with the driver's message": {
 			req: request(t, admissionv1.Update, "", sts(1, "pg:16", nil), sts(1, "pg:17", nil), false), objs: cluster(1),
 			taker:   &fakeTaker{err: &snapshotter.SnapshotError{Snapshot: "s", PVC: "data-pg-0", Message: "quota exceeded"}},
