@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -416,8 +417,9 @@ type target struct {
 	container, postContainer string
 	// notRunning says why the pod gets no pre-hook; empty when it runs.
 	notRunning string
-	// restarts is the container's restart count when the pod was read.
-	restarts int32
+	// restarts and containerID are the container's when the pod was read.
+	restarts    int32
+	containerID string
 }
 
 // HookError is a hook that failed; its message says where and how.
@@ -495,7 +497,8 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 			mu.Unlock()
 			err := r.run(ctx, sts.Namespace, t, "pre", t.hook.Pre)
 			stopped := ""
-			if err != nil {
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				// A hook that hung is no sign of a container that stopped.
 				stopped = r.stopped(ctx, sts, t)
 			}
 			switch {
@@ -552,21 +555,31 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 	return q, errors.Join(errs...)
 }
 
-// stopped reads a pod whose pre-hook failed again, and says why it is not
-// running now, or that its container restarted meanwhile (a crash loop that
-// was running when first read); empty when it still runs as it did.
+// StatusLag bounds how long a pod whose pre-hook failed is watched for its
+// status to show that the container stopped: the kubelet reports a container
+// that exits within about a second (its PLEG relists every second), and exec
+// into a container that has just exited fails before that.
+const StatusLag = 3 * time.Second
+
+// stopped reads a pod whose pre-hook failed again, for up to StatusLag, and
+// says why it is not running now, or that its container restarted meanwhile (a
+// crash loop that was running when first read); empty when it still runs as
+// it did, and the hook's failure stands.
 func (r *Runner) stopped(ctx context.Context, sts *appsv1.StatefulSet, t target) string {
-	var pod corev1.Pod
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: t.pod}, &pod); err != nil {
-		return "" // the hook's own failure stands
-	}
-	if why := notRunning(&pod, t.container); why != "" {
-		return "stopped while its pre-hook ran: " + why
-	}
-	if st := containerStatus(&pod, t.container); st != nil && st.RestartCount != t.restarts {
-		return fmt.Sprintf("container %s restarted while its pre-hook ran", t.container)
-	}
-	return ""
+	var why string
+	_ = wait.PollUntilContextTimeout(ctx, StatusLag/10, StatusLag, true, func(ctx context.Context) (bool, error) {
+		var pod corev1.Pod
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: t.pod}, &pod); err != nil {
+			return false, nil
+		}
+		if w := notRunning(&pod, t.container); w != "" {
+			why = "stopped while its pre-hook ran: " + w
+		} else if st := containerStatus(&pod, t.container); st != nil && (st.RestartCount != t.restarts || st.ContainerID != t.containerID) {
+			why = fmt.Sprintf("container %s restarted while its pre-hook ran", t.container)
+		}
+		return why != "", nil
+	})
+	return why
 }
 
 // notRunning says why a pod's hook container cannot take a hook: the pod is
@@ -692,7 +705,7 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 	}
 	t := &target{pod: name, hook: hook, container: container, postContainer: postContainer, notRunning: notRunning(&pod, container)}
 	if st := containerStatus(&pod, container); st != nil {
-		t.restarts = st.RestartCount
+		t.restarts, t.containerID = st.RestartCount, st.ContainerID
 	}
 	return t, nil
 }
