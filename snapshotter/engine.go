@@ -294,16 +294,17 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 		return nil, fmt.Errorf("record PVC spec: %w", err)
 	}
 	ann := map[string]string{
-		AnnotationReason:         string(plan.Reason),
-		AnnotationReplicasBefore: strconv.Itoa(int(Replicas(old))),
-		AnnotationReplicasAfter:  strconv.Itoa(int(plan.Change.NewReplicas)),
-		AnnotationRevision:       old.Status.UpdateRevision,
-		AnnotationPodTemplate:    string(tmpl),
-		AnnotationPVCSpec:        string(pvcSpec),
-		AnnotationStatefulSetUID: string(old.UID),
-		AnnotationRequestedBy:    plan.Change.UserInfo.Username,
-		AnnotationGeneration:     strconv.FormatInt(old.Generation, 10),
-		AnnotationTakenAt:        plan.takenAt.UTC().Format(time.RFC3339Nano),
+		AnnotationReason:          string(plan.Reason),
+		AnnotationReplicasBefore:  strconv.Itoa(int(Replicas(old))),
+		AnnotationReplicasAfter:   strconv.Itoa(int(plan.Change.NewReplicas)),
+		AnnotationRevision:        old.Status.UpdateRevision,
+		AnnotationPodTemplate:     string(tmpl),
+		AnnotationPVCSpec:         string(pvcSpec),
+		AnnotationStatefulSetUID:  string(old.UID),
+		AnnotationStatefulSetName: old.Name,
+		AnnotationRequestedBy:     plan.Change.UserInfo.Username,
+		AnnotationGeneration:      strconv.FormatInt(old.Generation, 10),
+		AnnotationTakenAt:         plan.takenAt.UTC().Format(time.RFC3339Nano),
 	}
 	if plan.Change.RecordPending {
 		ann[AnnotationRecordPending] = "true"

@@ -36,7 +36,10 @@ const (
 	AnnotationPodTemplate    = policy.Prefix + "pod-template"
 	AnnotationPVCSpec        = policy.Prefix + "pvc-spec"
 	AnnotationStatefulSetUID = policy.Prefix + "statefulset-uid"
-	AnnotationRequestedBy    = policy.Prefix + "requested-by"
+	// AnnotationStatefulSetName is the StatefulSet's name, which its label
+	// holds cut and hashed when it is longer than a label value.
+	AnnotationStatefulSetName = policy.Prefix + "statefulset-name"
+	AnnotationRequestedBy     = policy.Prefix + "requested-by"
 	// AnnotationGeneration is the StatefulSet's generation the set was taken
 	// from: it orders sets, where creation times (whole seconds) may tie.
 	AnnotationGeneration = policy.Prefix + "statefulset-generation"

@@ -34,13 +34,23 @@ type SetInfo struct {
 	StatefulSetUID string `json:"statefulSetUID,omitempty"`
 }
 
-// takenAt is when a snapshot's set was started, to the nanosecond where
+// TakenAt is when a snapshot's set was started, to the nanosecond where
 // recorded, else its creation time.
-func takenAt(vs *snapv1.VolumeSnapshot) time.Time {
+func TakenAt(vs *snapv1.VolumeSnapshot) time.Time {
 	if t, err := time.Parse(time.RFC3339Nano, vs.Annotations[AnnotationTakenAt]); err == nil {
 		return t
 	}
 	return vs.CreationTimestamp.Time
+}
+
+// StatefulSetName is the name of the StatefulSet a snapshot was taken of: as
+// recorded, or (on snapshots from before it was) its label, which is the name
+// unless the name is longer than a label value.
+func StatefulSetName(vs *snapv1.VolumeSnapshot) string {
+	if name := vs.Annotations[AnnotationStatefulSetName]; name != "" {
+		return name
+	}
+	return vs.Labels[LabelStatefulSet]
 }
 
 // ListSets returns the snapshot sets of a StatefulSet, newest first: by the
@@ -63,10 +73,10 @@ func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet strin
 			gen, _ := strconv.ParseInt(vs.Annotations[AnnotationGeneration], 10, 64)
 			s = &SetInfo{Name: name, StatefulSet: statefulSet, Reason: vs.Annotations[AnnotationReason], Generation: gen,
 				StatefulSetUID: vs.Annotations[AnnotationStatefulSetUID],
-				Created:        takenAt(vs), RequestedBy: vs.Annotations[AnnotationRequestedBy], Snapshot: map[string]string{}}
+				Created:        TakenAt(vs), RequestedBy: vs.Annotations[AnnotationRequestedBy], Snapshot: map[string]string{}}
 			sets[name] = s
 		}
-		if created := takenAt(vs); created.Before(s.Created) {
+		if created := TakenAt(vs); created.Before(s.Created) {
 			s.Created = created
 		}
 		s.Snapshots++

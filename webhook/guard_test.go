@@ -134,6 +134,7 @@ func TestGuard(t *testing.T) {
 		message string
 		patch   []string
 		skipped string
+		cleared int // skips removed by the engine (a Scale cannot carry the removal)
 	}{
 		"a label-only update passes through without a set": {
 			req:     request(t, admissionv1.Update, "", sts(3, "pg:16", nil), func() *appsv1.StatefulSet { s := sts(3, "pg:16", nil); s.Labels["x"] = "y"; return s }(), false),
@@ -314,6 +315,7 @@ func TestGuard(t *testing.T) {
 		"a skip on a scaled StatefulSet passes and is cleared": {
 			req:  request(t, admissionv1.Update, "scale", scale(2), scale(1), false),
 			objs: append(cluster(2), sts(2, "pg:16", map[string]string{policy.Skip: "drain"})), allowed: true, skipped: `alice: snapgate.io/skip="drain"`, warning: "WITHOUT snapshots",
+			cleared: 1,
 		},
 	}
 	for name, tc := range tests {
@@ -350,6 +352,9 @@ func TestGuard(t *testing.T) {
 			}
 			if got := strings.Join(taker.skipped, ","); got != tc.skipped {
 				t.Errorf("skips recorded = %q, want %q", got, tc.skipped)
+			}
+			if taker.cleared != tc.cleared {
+				t.Errorf("skips cleared = %d, want %d", taker.cleared, tc.cleared)
 			}
 		})
 	}

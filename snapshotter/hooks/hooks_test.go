@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -103,7 +104,11 @@ func runner(t *testing.T, exec *fakeExec, allowExec bool, objs ...client.Object)
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 			if sar, ok := obj.(*authorizationv1.SubjectAccessReview); ok {
-				sar.Status.Allowed = allowExec && sar.Spec.ResourceAttributes.Subresource == "exec"
+				// Only alice, the requester, holds the right: a review asked
+				// for anyone else (snapgate's own account) is refused.
+				a := sar.Spec.ResourceAttributes
+				sar.Status.Allowed = allowExec && sar.Spec.User == "alice" && slices.Equal(sar.Spec.Groups, []string{"dba"}) &&
+					a.Verb == "create" && a.Resource == "pods" && a.Subresource == "exec" && a.Namespace == "db"
 				return nil
 			}
 			return c.Create(ctx, obj, opts...)
@@ -115,7 +120,8 @@ func runner(t *testing.T, exec *fakeExec, allowExec bool, objs ...client.Object)
 func plan(hooks policy.Hooks) *snapshotter.Plan {
 	return &snapshotter.Plan{
 		Policy: policy.Policy{Hooks: hooks},
-		Change: snapshotter.Change{Reason: policy.ReasonTemplate, Old: statefulSet(), NewReplicas: 3},
+		Change: snapshotter.Change{Reason: policy.ReasonTemplate, Old: statefulSet(), NewReplicas: 3,
+			UserInfo: authenticationv1.UserInfo{Username: "alice", Groups: []string{"dba"}}},
 	}
 }
 

@@ -70,11 +70,12 @@ func (o *DescribeOptions) print(out io.Writer, ns string, snaps []snapv1.VolumeS
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Name < snaps[j].Name })
 	first := &snaps[0]
 	ann := first.Annotations
-	sts := first.Labels[snapshotter.LabelStatefulSet]
-	created, ready := first.CreationTimestamp.Time, 0
-	for _, s := range snaps {
-		if s.CreationTimestamp.Time.Before(created) {
-			created = s.CreationTimestamp.Time
+	sts := snapshotter.StatefulSetName(first)
+	created, ready := snapshotter.TakenAt(first), 0
+	for i := range snaps {
+		s := &snaps[i]
+		if t := snapshotter.TakenAt(s); t.Before(created) {
+			created = t
 		}
 		if s.Status != nil && s.Status.ReadyToUse != nil && *s.Status.ReadyToUse {
 			ready++

@@ -40,8 +40,10 @@ func TestDescribeShowsWhatARollbackRestores(t *testing.T) {
 		size, content := resource.MustParse("1Gi"), "snapcontent-"+ordinal
 		return snapv1.VolumeSnapshot{
 			ObjectMeta: metav1.ObjectMeta{Name: pvc + "-3f9a1c2b", CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Minute)),
-				Labels: map[string]string{snapshotter.LabelStatefulSet: "postgres", snapshotter.LabelOrdinal: ordinal},
+				// The label of a name longer than a label value is cut and hashed.
+				Labels: map[string]string{snapshotter.LabelStatefulSet: "postgres-cut-5e1f", snapshotter.LabelOrdinal: ordinal},
 				Annotations: map[string]string{
+					snapshotter.AnnotationStatefulSetName: "postgres", snapshotter.AnnotationTakenAt: now.Add(-90 * time.Second).Format(time.RFC3339Nano),
 					snapshotter.AnnotationReason: "template", snapshotter.AnnotationRequestedBy: "alice", snapshotter.AnnotationGeneration: "4",
 					snapshotter.AnnotationReplicasBefore: "2", snapshotter.AnnotationReplicasAfter: "2", snapshotter.AnnotationRevision: "postgres-5d4b",
 					snapshotter.AnnotationPodTemplate: `{"spec":{"containers":[{"name":"postgres","image":"postgres:16"}]}}`,
@@ -58,7 +60,7 @@ func TestDescribeShowsWhatARollbackRestores(t *testing.T) {
 	for _, want := range []string{
 		"StatefulSet:   db/postgres (generation 4)",
 		"Reason:        template",
-		"Taken:         2026-11-25T11:58:00Z (2m ago)",
+		"Taken:         2026-11-25T11:58:30Z (90s ago)",
 		"Replicas:      2 before the change, 2 after",
 		"Ready:         1/2",
 		"Pod template:  postgres=postgres:16 (revision postgres-5d4b)",
