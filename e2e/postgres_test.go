@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,24 @@ func TestPostgresUpgradeIsCheckpointedAndRestorable(t *testing.T) {
 		logs[pod] = c.FollowLogs(t, ns, pod, "postgres")
 	}
 	time.Sleep(500 * time.Millisecond) // let kubectl logs -f attach before the change
+	// PostgreSQL's own count of requested checkpoints, which PostgreSQL 15
+	// keeps across a clean restart (its statistics are written at shutdown and
+	// read at startup). A CHECKPOINT command counts one, and so does the
+	// checkpoint of a clean shutdown (checkpointer.c counts it before
+	// ShutdownXLOG): a fresh server reads 1, from the entrypoint's temporary
+	// server, and a change that restarts it adds 1 without the preset and 2
+	// with it.
+	requested := func(pod string) int {
+		n, err := strconv.Atoi(psql(t, c, ns, pod, "SELECT checkpoints_req FROM pg_stat_bgwriter"))
+		if err != nil {
+			t.Fatalf("%s: checkpoints_req: %v", pod, err)
+		}
+		return n
+	}
+	before := map[string]int{}
+	for _, pod := range pods {
+		before[pod] = requested(pod)
+	}
 	// A change of the template within the same major: the servers come back.
 	r := c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/postgres", "-c", "postgres", "--limits=memory=512Mi")
 	if r.Err != nil {
@@ -61,6 +80,13 @@ func TestPostgresUpgradeIsCheckpointedAndRestorable(t *testing.T) {
 	for _, pod := range pods {
 		if log := logs[pod].Wait(t, 2*time.Minute); !checkpointedBeforeShutdown(log) {
 			t.Errorf("%s: want the preset's CHECKPOINT before the server was stopped for the change; its log:\n%s", pod, log)
+		}
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres", "--timeout=180s")
+	for _, pod := range pods {
+		waitPostgres(t, c, ns, pod)
+		if after := requested(pod); after != before[pod]+2 {
+			t.Errorf("%s: pg_stat_bgwriter.checkpoints_req went from %d to %d across the change; want 2 more: the preset's CHECKPOINT and the shutdown's", pod, before[pod], after)
 		}
 	}
 
