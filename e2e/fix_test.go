@@ -16,22 +16,7 @@ import (
 // postgres preset, plus a mistake a user pushes: container args, or a pod spec
 // line (a nodeSelector).
 func brokenPostgres(name, containerExtra, podExtra string) string {
-	return `apiVersion: v1
-kind: Secret
-metadata:
-  name: ` + name + `-secret
-stringData:
-  password: s3cret-pw
----
-` + framework.GuardedSet{Name: name, Replicas: 1, Annotations: map[string]string{"snapgate.io/hook-preset": "postgres"}, PodSpec: podExtra + `      containers:
-      - name: postgres
-        image: postgres:15
-` + containerExtra + `        env:
-        - name: POSTGRES_PASSWORD
-          valueFrom: {secretKeyRef: {name: ` + name + `-secret, key: password}}
-        volumeMounts:
-        - {name: data, mountPath: /var/lib/postgresql/data}
-`}.YAML()
+	return postgresManifest(name, 1, "postgres:15", map[string]string{"snapgate.io/hook-preset": "postgres"}, containerExtra, podExtra)
 }
 
 // applyFix applies a manifest as a user pushes a fix, and fails the test if
@@ -102,13 +87,16 @@ func TestAFixForACrashLoopingPostgresIsAdmitted(t *testing.T) {
 	if bad.Err != nil || !strings.Contains(bad.Stderr, "took snapshot set db-") {
 		t.Fatalf("the bad change: %v\n%s", bad.Err, bad.Stderr)
 	}
+	// Crash-looping as `kubectl get pod` shows it: restarted again and again,
+	// each time after a failure.
 	framework.Eventually(t, 2*time.Minute, "db-0 crash-looping on the bad setting", func() error {
-		r := c.Kubectl(t, "-n", ns, "get", "pod", "db-0", "-o", `jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.waiting.reason}`)
+		r := c.Kubectl(t, "-n", ns, "get", "pod", "db-0", "-o", `jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode}`)
 		if r.Err != nil {
 			return fmt.Errorf("%v: %s", r.Err, r.Stderr) // between the old pod and its replacement
 		}
-		if f := strings.Fields(r.Stdout); len(f) != 2 || f[1] != "CrashLoopBackOff" {
-			return fmt.Errorf("restarts and waiting reason: %q", r.Stdout)
+		f := strings.Fields(r.Stdout)
+		if len(f) != 2 || f[0] == "0" || f[0] == "1" || f[1] == "0" {
+			return fmt.Errorf("restarts and last exit code: %q", r.Stdout)
 		}
 		return nil
 	})

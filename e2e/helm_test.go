@@ -11,16 +11,23 @@ import (
 	"github.com/snapgate/snapgate/e2e/framework"
 )
 
+// helmIn is the test chart (a guarded PostgreSQL StatefulSet) and the real
+// Helm, run against the stack in namespace ns.
+func helmIn(t *testing.T, c *framework.Cluster, ns string) (string, func(args ...string) framework.Result) {
+	chart := filepath.Join(framework.RepoRoot(), "e2e", "testdata", "guarded-db")
+	return chart, func(args ...string) framework.Result {
+		t.Helper()
+		return c.Run(t, "", c.Bin("helm"), append(args, "--namespace", ns, "--kubeconfig", c.Kubeconfig)...)
+	}
+}
+
 // TestHelmUpgradeIsSnapshotted upgrades a release with the real Helm: the
 // upgrade goes through snapgate like any other client's, with the postgres
 // preset's CHECKPOINT in the release's real PostgreSQL pods.
 func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
-	chart := filepath.Join(framework.RepoRoot(), "e2e", "testdata", "guarded-db")
-	helm := func(args ...string) framework.Result {
-		return c.Run(t, "", c.Bin("helm"), append(args, "--namespace", ns, "--kubeconfig", c.Kubeconfig)...)
-	}
+	chart, helm := helmIn(t, c, ns)
 
 	if r := helm("install", "shop", chart, "--wait", "--timeout", "90s"); r.Err != nil {
 		t.Fatalf("helm install: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
@@ -62,10 +69,7 @@ func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 func TestHelmAtomicUpgradeAndItsRollbackAreBothSnapshotted(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
-	chart := filepath.Join(framework.RepoRoot(), "e2e", "testdata", "guarded-db")
-	helm := func(args ...string) framework.Result {
-		return c.Run(t, "", c.Bin("helm"), append(args, "--namespace", ns, "--kubeconfig", c.Kubeconfig)...)
-	}
+	chart, helm := helmIn(t, c, ns)
 	if r := helm("install", "shop", chart, "--wait", "--timeout", "90s"); r.Err != nil {
 		t.Fatalf("helm install: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}

@@ -15,6 +15,13 @@ import (
 // postgresStatefulSet is a guarded StatefulSet of the official postgres image,
 // as its docs have one (the password from a Secret, the data volume at PGDATA).
 func postgresStatefulSet(name string, replicas int, image string, annotations map[string]string) string {
+	return postgresManifest(name, replicas, image, annotations, "", "")
+}
+
+// postgresManifest is postgresStatefulSet with more of the container
+// (containerExtra, indented by eight spaces: args ...) and of the pod spec
+// (podExtra, by six: nodeSelector ...).
+func postgresManifest(name string, replicas int, image string, annotations map[string]string, containerExtra, podExtra string) string {
 	return `apiVersion: v1
 kind: Secret
 metadata:
@@ -22,10 +29,10 @@ metadata:
 stringData:
   password: s3cret-pw
 ---
-` + framework.GuardedSet{Name: name, Replicas: replicas, Annotations: annotations, PodSpec: `      containers:
+` + framework.GuardedSet{Name: name, Replicas: replicas, Annotations: annotations, PodSpec: podExtra + `      containers:
       - name: postgres
         image: ` + image + `
-        env:
+` + containerExtra + `        env:
         - name: POSTGRES_PASSWORD
           valueFrom: {secretKeyRef: {name: ` + name + `-secret, key: password}}
         volumeMounts:
