@@ -499,7 +499,7 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 			stopped := ""
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				// A hook that hung is no sign of a container that stopped.
-				stopped = r.stopped(ctx, sts, t)
+				stopped = r.stopped(ctx, sts, t, err)
 			}
 			switch {
 			case err != nil && stopped != "":
@@ -561,11 +561,17 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 // into a container that has just exited fails before that.
 const StatusLag = 3 * time.Second
 
-// stopped reads a pod whose pre-hook failed again, for up to StatusLag, and
-// says why it is not running now, or that its container restarted meanwhile (a
-// crash loop that was running when first read); empty when it still runs as
-// it did, and the hook's failure stands.
-func (r *Runner) stopped(ctx context.Context, sts *appsv1.StatefulSet, t target) string {
+// stopped says why a pod whose pre-hook failed is not running now: the
+// container runtime had no such container (it exited; the kubelet's status
+// lags), or the pod, read again for up to StatusLag, shows a stop or a
+// restart (a crash loop that was running when first read). Empty when it
+// still runs as it did, and the hook's failure stands.
+func (r *Runner) stopped(ctx context.Context, sts *appsv1.StatefulSet, t target, hookErr error) string {
+	// The container name is the pod spec's (checked in target): the runtime
+	// not finding it means it is not running.
+	if strings.Contains(hookErr.Error(), "container not found") {
+		return fmt.Sprintf("container %s had exited when its pre-hook ran: exec found no such container", t.container)
+	}
 	var why string
 	_ = wait.PollUntilContextTimeout(ctx, StatusLag/10, StatusLag, true, func(ctx context.Context) (bool, error) {
 		var pod corev1.Pod

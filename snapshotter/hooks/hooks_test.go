@@ -199,7 +199,15 @@ func TestAPodThatStopsDuringItsPreHookIsSnapshottedAsItIs(t *testing.T) {
 	if !slices.Equal(q.NotRunning, []string{"pod pg-0 (container postgres restarted while its pre-hook ran)"}) {
 		t.Fatalf("not running = %q", q.NotRunning)
 	}
+	// The runtime has no such container: it has exited, whatever the status says yet.
+	exec.onFail = nil
+	exec.fail = map[string]error{"pg-0": errors.New(`unable to upgrade streaming request: websocket: bad handshake (500 Internal Server Error): container not found ("postgres")`)}
+	if q, err = r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}})); err != nil ||
+		!slices.Equal(q.NotRunning, []string{"pod pg-0 (container postgres had exited when its pre-hook ran: exec found no such container)"}) {
+		t.Fatalf("err = %v, not running = %q; want the pod counted as not running", err, q.NotRunning)
+	}
 	// One that still runs as it did: its failure denies.
+	exec.fail = map[string]error{"pg-0": errors.New("command terminated with exit code 2")}
 	exec.onFail = nil
 	if _, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}})); err == nil {
 		t.Fatal("a failing pre-hook in a running pod was not an error")
