@@ -27,13 +27,20 @@ func applyGuide(t *testing.T, c *framework.Cluster, ns string) {
 	waitPostgres(t, c, ns, "postgres-0")
 }
 
-// waitPostgres waits until the pod's server answers, as a user retrying psql would.
+// waitPostgres waits until the pod's server answers, as a user retrying psql
+// would. On a new data directory the entrypoint first runs a temporary server
+// on the same socket, which answers too and then stops: the server meant is
+// the one that listens on the network (listen_addresses is *, where the
+// temporary one's is empty).
 func waitPostgres(t *testing.T, c *framework.Cluster, ns, pod string) {
 	t.Helper()
 	framework.Eventually(t, 90*time.Second, "PostgreSQL in "+pod+" accepts connections", func() error {
-		r := c.Kubectl(t, "-n", ns, "exec", pod, "--", "psql", "-U", "postgres", "-c", "SELECT 1")
+		r := c.Kubectl(t, "-n", ns, "exec", pod, "--", "psql", "-U", "postgres", "-XAtq", "-c", "SHOW listen_addresses")
 		if r.Err != nil {
 			return fmt.Errorf("%v: %s", r.Err, r.Stderr)
+		}
+		if got := strings.TrimSpace(r.Stdout); got != "*" {
+			return fmt.Errorf("listen_addresses = %q: the entrypoint's temporary server", got)
 		}
 		return nil
 	})

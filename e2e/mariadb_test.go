@@ -72,8 +72,13 @@ func TestMySQLPresetHoldsTheReadLockUntilTheCut(t *testing.T) {
 				return strings.TrimSpace(r.Stdout + r.Stderr), r.Err
 			}
 			for _, pod := range []string{"mysql-0", "mysql-1"} {
+				// Not the entrypoint's temporary server, which answers on the
+				// same socket with --skip-networking and then stops.
 				framework.Eventually(t, 90*time.Second, "MariaDB in "+pod+" accepts connections", func() error {
-					_, err := query(pod, "SELECT 1")
+					out, err := query(pod, "SELECT @@skip_networking")
+					if err == nil && out != "0" {
+						err = fmt.Errorf("skip_networking = %s: the entrypoint's temporary server", out)
+					}
 					return err
 				})
 			}

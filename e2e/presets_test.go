@@ -66,10 +66,14 @@ func TestPostgresPresetInEveryPostgresImage(t *testing.T) {
 				r := c.Kubectl(t, append(argv, "psql", "-U", tc.user, "-d", "postgres", "-XAtq", "-c", sql)...)
 				return strings.TrimSpace(r.Stdout + r.Stderr), r.Err
 			}
+			// Not the entrypoint's temporary server (see waitPostgres).
 			framework.Eventually(t, 90*time.Second, "the server in db-0 accepts connections", func() error {
-				out, err := query("SELECT 1")
+				out, err := query("SHOW listen_addresses")
 				if err != nil {
 					return fmt.Errorf("%v: %s", err, out)
+				}
+				if out != "*" {
+					return fmt.Errorf("listen_addresses = %q: the entrypoint's temporary server", out)
 				}
 				return nil
 			})
