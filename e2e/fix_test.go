@@ -100,9 +100,16 @@ func TestAFixForACrashLoopingPostgresIsAdmitted(t *testing.T) {
 		}
 		return nil
 	})
-	if log := c.Kubectl(t, "-n", ns, "logs", "db-0", "-c", "postgres", "--previous").Stdout; !strings.Contains(log, `invalid value for parameter "shared_buffers": "lots"`) {
-		t.Fatalf("db-0's last log does not show the server refusing the setting:\n%s", log)
-	}
+	// The previous container's log, as `kubectl logs --previous` shows it. It
+	// is read again if the container it names was replaced (and its log
+	// removed) between the status and the read: any crash's log says why.
+	framework.Eventually(t, 30*time.Second, "db-0's last log showing the server refusing the setting", func() error {
+		r := c.Kubectl(t, "-n", ns, "logs", "db-0", "-c", "postgres", "--previous")
+		if !strings.Contains(r.Stdout, `invalid value for parameter "shared_buffers": "lots"`) {
+			return fmt.Errorf("%s%s", r.Stdout, r.Stderr)
+		}
+		return nil
+	})
 
 	// Between two crashes the container is waiting (CrashLoopBackOff), or it is
 	// starting again and stops while the CHECKPOINT tries to connect: either
