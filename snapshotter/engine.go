@@ -360,6 +360,12 @@ func (e *Engine) WaitSet(ctx context.Context, plan *Plan, w policy.Wait) (Progre
 	}
 }
 
+// SetProgress is how far a planned set has got, read from the cache without
+// waiting: for a caller that waits across reconciles, woken by watch events.
+func (e *Engine) SetProgress(ctx context.Context, plan *Plan) (Progress, error) {
+	return e.progress(ctx, plan)
+}
+
 // progress counts the set's snapshots from the cache.
 func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 	prog := Progress{Total: len(plan.Snapshots)}

@@ -262,11 +262,16 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		// in a cluster of thousands of StatefulSets and PVCs, which it reads
 		// from the API server when a change needs them.
 		// StatefulSets are watched as metadata, and only snapgate's annotations
-		// are kept of it: the rollback controller wakes on them.
+		// are kept of it: the rollback controller wakes on them. Pods and PVCs
+		// are watched as metadata too, name and owner only, for a rollback to
+		// wake when the ones it waits for are gone.
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
 				&snapv1.VolumeSnapshot{}:          {Label: managedBy},
 				snapshotter.StatefulSetMetadata(): {Transform: keepSnapgateAnnotations},
+				// The rollback controller wakes on deleted pods and PVCs.
+				rollback.PodMetadata():   {Transform: rollback.KeepOwnership},
+				rollback.ClaimMetadata(): {Transform: rollback.KeepOwnership},
 				// Of the Leases, only the in-flight records in snapgate's namespace.
 				&coordinationv1.Lease{}: {
 					Namespaces: map[string]cache.Config{o.Namespace: {}},
@@ -345,7 +350,7 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	if err := (&rollback.Controller{
-		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Clientset: clientset, Engine: engine,
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine,
 		Events: mgr.GetEventRecorder("snapgate"), Metrics: rollbackMetrics,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up rollback controller: %w", err)
