@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -39,8 +40,8 @@ type Options struct {
 	Validity time.Duration
 	// RenewBefore: a certificate closer than this to expiry is replaced.
 	RenewBefore time.Duration
-	// Now is the clock (injected to make testing simpler); time.Now when nil.
-	Now func() time.Time
+	// Clock tells the time; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 func (o *Options) setDefaults() {
@@ -50,8 +51,8 @@ func (o *Options) setDefaults() {
 	if o.RenewBefore == 0 {
 		o.RenewBefore = o.Validity / 3
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 }
 
@@ -107,7 +108,7 @@ func parseCert(p []byte) (*x509.Certificate, error) {
 }
 
 func generate(o Options) (caPEM, certPEM, keyPEM []byte, err error) {
-	now := o.Now()
+	now := o.Clock.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("generate CA key: %w", err)

@@ -8,13 +8,16 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestEnsureGeneratesReusesAndRenews(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakePassiveClock(now)
 	o := Options{Dir: dir, DNSNames: []string{"snapgate.snapgate-system.svc"}, IPs: []net.IP{net.ParseIP("127.0.0.1")},
-		Validity: 90 * 24 * time.Hour, Now: func() time.Time { return now }}
+		Validity: 90 * 24 * time.Hour, Clock: clk}
 
 	ca, err := Ensure(o)
 	if err != nil {
@@ -44,7 +47,7 @@ func TestEnsureGeneratesReusesAndRenews(t *testing.T) {
 	}
 
 	// Two thirds into its life a certificate is renewed.
-	now = now.Add(61 * 24 * time.Hour)
+	clk.SetTime(clk.Now().Add(61 * 24 * time.Hour))
 	renewed, err := Ensure(o)
 	if err != nil || SameCA(ca, renewed) {
 		t.Fatalf("a certificate due for renewal was kept (err %v)", err)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
@@ -55,6 +56,15 @@ type Rotator struct {
 	Settle time.Duration
 	// Log logs rotations.
 	Log logr.Logger
+	// Clock times the settle and the next look; the real clock when nil.
+	Clock clock.Clock
+}
+
+func (r *Rotator) clock() clock.Clock {
+	if r.Clock != nil {
+		return r.Clock
+	}
+	return clock.RealClock{}
 }
 
 var _ manager.LeaderElectionRunnable = (*Rotator)(nil)
@@ -90,7 +100,7 @@ func (r *Rotator) Sync(ctx context.Context) (time.Duration, error) {
 				settle = DefaultSettle
 			}
 			select {
-			case <-time.After(settle):
+			case <-r.clock().After(settle):
 			case <-ctx.Done():
 				return 0, ctx.Err()
 			}
@@ -104,7 +114,7 @@ func (r *Rotator) Sync(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("secret %s/%s: %s: %w", r.Namespace, r.Secret, CertFile, err)
 	}
-	return cert.NotAfter.Add(-o.RenewBefore).Sub(o.Now()), nil
+	return cert.NotAfter.Add(-o.RenewBefore).Sub(o.Clock.Now()), nil
 }
 
 // renew writes a new CA and certificate into the Secret; a conflict means
@@ -114,7 +124,7 @@ func (r *Rotator) renew(ctx context.Context, o Options, secret *corev1.Secret, f
 	if err != nil {
 		return err
 	}
-	bundle := append(caPEM, stillValid(secret.Data[CAFile], o.Now())...)
+	bundle := append(caPEM, stillValid(secret.Data[CAFile], o.Clock.Now())...)
 	data := map[string][]byte{CAFile: bundle, CertFile: certPEM, KeyFile: keyPEM}
 	if !found {
 		secret.ObjectMeta = metav1.ObjectMeta{Namespace: r.Namespace, Name: r.Secret, Labels: map[string]string{"app.kubernetes.io/managed-by": "snapgate"}}
@@ -131,7 +141,7 @@ func (r *Rotator) renew(ctx context.Context, o Options, secret *corev1.Secret, f
 	if err != nil {
 		return fmt.Errorf("write secret %s/%s: %w", r.Namespace, r.Secret, err)
 	}
-	r.Log.Info("Issued a new serving certificate", "secret", r.Secret, "notAfter", o.Now().Add(o.Validity))
+	r.Log.Info("Issued a new serving certificate", "secret", r.Secret, "notAfter", o.Clock.Now().Add(o.Validity))
 	return nil
 }
 
@@ -202,13 +212,13 @@ func (r *Rotator) Start(ctx context.Context) error {
 			r.Log.Error(err, "Keep serving certificate current; retrying")
 			next = 5 * time.Second
 		}
-		timer := time.NewTimer(max(next, time.Second))
+		timer := r.clock().NewTimer(max(next, time.Second))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
 		case <-wake:
-		case <-timer.C:
+		case <-timer.C():
 		}
 		timer.Stop()
 	}
@@ -218,7 +228,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 // not due for renewal, signed by the first CA of its bundle.
 func currentIn(o Options, data map[string][]byte) bool {
 	cert, err := parseCert(data[CertFile])
-	if err != nil || o.Now().Add(o.RenewBefore).After(cert.NotAfter) {
+	if err != nil || o.Clock.Now().Add(o.RenewBefore).After(cert.NotAfter) {
 		return false
 	}
 	for _, n := range o.DNSNames {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
@@ -40,11 +41,11 @@ func TestRotatorIssuesTrustsServesAndRenews(t *testing.T) {
 			Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "c.snapgate.io"}}},
 	}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(webhooks...).Build()
-	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	dir := t.TempDir()
 	r := &Rotator{
 		Client: c, Namespace: "snapgate", Secret: "sg-tls", Webhooks: "sg", Settle: time.Millisecond, Log: logr.Discard(),
-		Options: Options{Dir: dir, DNSNames: []string{"sg.snapgate.svc"}, Validity: 90 * time.Minute, Now: func() time.Time { return now }},
+		Options: Options{Dir: dir, DNSNames: []string{"sg.snapgate.svc"}, Validity: 90 * time.Minute, Clock: clk},
 	}
 	ctx := context.Background()
 
@@ -89,7 +90,7 @@ func TestRotatorIssuesTrustsServesAndRenews(t *testing.T) {
 	}
 
 	// Due for renewal: a new CA and certificate; the old CA stays trusted.
-	now = now.Add(61 * time.Minute)
+	clk.SetTime(clk.Now().Add(61 * time.Minute))
 	if _, err := r.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -109,6 +110,15 @@ type Engine struct {
 	ThawTimeout time.Duration
 	// Metrics, when set, counts sets and their cut and ready times.
 	Metrics *Metrics
+	// Clock times the sets and dates them; the real clock when nil.
+	Clock clock.PassiveClock
+}
+
+func (e *Engine) clock() clock.PassiveClock {
+	if e.Clock != nil {
+		return e.Clock
+	}
+	return clock.RealClock{}
 }
 
 // Progress is how far a set has got.
@@ -174,7 +184,7 @@ func (e *Engine) Plan(ctx context.Context, c Change, p policy.Policy) (*Plan, er
 // ends first, Take returns the progress so far and ctx's error; the snapshots go
 // on, and taking the same plan again picks up where this left off.
 func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
-	start := time.Now()
+	start := e.clock().Now()
 	prog, err := e.progress(ctx, plan)
 	if err != nil {
 		return prog, err
@@ -194,12 +204,12 @@ func (e *Engine) Take(ctx context.Context, plan *Plan) (Progress, error) {
 		if prog, err = e.cut(ctx, plan, start, &created); err != nil {
 			return prog, err
 		}
-		cutAt, hooked = time.Since(start), prog.Hooks
+		cutAt, hooked = e.clock().Since(start), prog.Hooks
 	}
 	prog, err = e.WaitSet(ctx, plan, plan.WaitFor)
 	prog.Created, prog.CutAt, prog.Hooks = created, cutAt, hooked
 	if err == nil && cutAt > 0 {
-		prog.ReadyAt = time.Since(start)
+		prog.ReadyAt = e.clock().Since(start)
 	}
 	return prog, err
 }
@@ -234,7 +244,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 	if err := e.CreateSet(ctx, plan); err != nil {
 		return Progress{Total: len(plan.Snapshots)}, err
 	}
-	*created = time.Since(start)
+	*created = e.clock().Since(start)
 	return e.WaitSet(ctx, plan, policy.WaitCut)
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,8 +54,8 @@ type Pruner struct {
 	Events events.EventRecorder
 	// Metrics, when set, counts pruned sets.
 	Metrics *Metrics
-	// Now is the clock (injected to make testing simpler); time.Now when nil.
-	Now func() time.Time
+	// Clock tells the time; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 var _ reconcile.Reconciler = (*Pruner)(nil)
@@ -256,8 +257,8 @@ func (p *Pruner) unadmittedGrace() time.Duration {
 }
 
 func (p *Pruner) now() time.Time {
-	if p.Now != nil {
-		return p.Now()
+	if p.Clock != nil {
+		return p.Clock.Now()
 	}
 	return time.Now()
 }

@@ -9,13 +9,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
 
 func TestPlanPrune(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	p := &Pruner{Keep: 3, UnadmittedGrace: 10 * time.Minute, Now: func() time.Time { return now }}
+	p := &Pruner{Keep: 3, UnadmittedGrace: 10 * time.Minute, Clock: clocktesting.NewFakePassiveClock(now)}
 	sts := func(gen int64, ann map[string]string) *appsv1.StatefulSet {
 		return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "pg", UID: "uid", Generation: gen, Annotations: ann}}
 	}

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,8 +40,8 @@ type Recorder struct {
 	Reader client.Reader
 	// Grace is how long to wait for the change; DefaultRecordGrace when zero.
 	Grace time.Duration
-	// Now is the clock (injected to make testing simpler); time.Now when nil.
-	Now func() time.Time
+	// Clock tells the time; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 var _ reconcile.Reconciler = (*Recorder)(nil)
@@ -137,8 +138,8 @@ func (r *Recorder) grace() time.Duration {
 }
 
 func (r *Recorder) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+	if r.Clock != nil {
+		return r.Clock.Now()
 	}
 	return time.Now()
 }

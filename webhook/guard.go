@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -51,8 +52,8 @@ type Guard struct {
 	Budget time.Duration
 	// Metrics, when set, counts decisions.
 	Metrics *Metrics
-	// Now is the clock (injected to make testing simpler); time.Now when nil.
-	Now func() time.Time
+	// Clock tells the time; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 var (
@@ -69,8 +70,8 @@ func (g *Guard) Handle(ctx context.Context, req admission.Request) admission.Res
 }
 
 func (g *Guard) now() time.Time {
-	if g.Now != nil {
-		return g.Now()
+	if g.Clock != nil {
+		return g.Clock.Now()
 	}
 	return time.Now()
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -405,6 +406,15 @@ type Runner struct {
 	// InFlight, when set, records the post-hooks owed while hooks are in
 	// flight, so that another replica runs them if this one dies.
 	InFlight *InFlight
+	// Clock times the hooks; the real clock when nil.
+	Clock clock.PassiveClock
+}
+
+func (r *Runner) clock() clock.PassiveClock {
+	if r.Clock != nil {
+		return r.Clock
+	}
+	return clock.RealClock{}
 }
 
 var _ snapshotter.Quiescer = (*Runner)(nil)
@@ -770,19 +780,20 @@ func (r *Runner) run(ctx context.Context, namespace string, t target, phase stri
 	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	start := time.Now()
+	start := r.clock().Now()
 	_, stderr, err := r.Exec.Exec(hctx, namespace, t.pod, container, argv)
+	elapsed := r.clock().Since(start)
 	switch {
 	case err == nil || hctx.Err() == nil:
 	case ctx.Err() != nil:
 		// The request's budget ended first: say so, not the hook's timeout.
 		err = fmt.Errorf("cut short after %s by the end of the request's time budget, before the hook's own timeout of %s: %w",
-			time.Since(start).Round(10*time.Millisecond), timeout, ctx.Err())
+			elapsed.Round(10*time.Millisecond), timeout, ctx.Err())
 	default:
 		err = fmt.Errorf("timed out after %s: %w", timeout, hctx.Err())
 	}
-	r.Metrics.ObserveHook(phase, time.Since(start), err)
-	log.FromContext(ctx).V(1).Info("Hook ran", "phase", phase, "pod", t.pod, "elapsed", time.Since(start), "error", err)
+	r.Metrics.ObserveHook(phase, elapsed, err)
+	log.FromContext(ctx).V(1).Info("Hook ran", "phase", phase, "pod", t.pod, "elapsed", elapsed, "error", err)
 	if err != nil {
 		return &HookError{Phase: phase, Pod: namespace + "/" + t.pod, Container: container, Source: t.hook.Source, Err: err, Stderr: tail(stderr, 512)}
 	}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -56,6 +57,15 @@ type InFlight struct {
 	// Duration is how long a record lives unrenewed; it is renewed three times
 	// as often.
 	Duration time.Duration
+	// Clock tells the time and ticks the renewals; the real clock when nil.
+	Clock clock.WithTicker
+}
+
+func (in *InFlight) clock() clock.WithTicker {
+	if in.Clock != nil {
+		return in.Clock
+	}
+	return clock.RealClock{}
 }
 
 // Owed is the post-hook owed to one pod.
@@ -96,7 +106,7 @@ func (in *InFlight) begin(ctx context.Context, sts *appsv1.StatefulSet, targets 
 	if err != nil {
 		return nil, err
 	}
-	now := metav1.NowMicro()
+	now := metav1.NewMicroTime(in.clock().Now())
 	lease := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "snapgate-hooks-",
@@ -120,13 +130,13 @@ func (in *InFlight) begin(ctx context.Context, sts *appsv1.StatefulSet, targets 
 	go func() {
 		defer close(h.done)
 		// Not at once, as wait.Until would: the record was written just now.
-		tick := time.NewTicker(in.Duration / 3)
+		tick := in.clock().NewTicker(in.Duration / 3)
 		defer tick.Stop()
 		for {
 			select {
 			case <-rctx.Done():
 				return
-			case <-tick.C:
+			case <-tick.C():
 				h.renew(rctx)
 			}
 		}
@@ -136,7 +146,7 @@ func (in *InFlight) begin(ctx context.Context, sts *appsv1.StatefulSet, targets 
 
 func (h *held) renew(ctx context.Context) {
 	patch := client.MergeFrom(h.lease.DeepCopy())
-	h.lease.Spec.RenewTime = ptr.To(metav1.NowMicro())
+	h.lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(h.in.clock().Now()))
 	if err := h.in.Client.Patch(ctx, h.lease, patch); err != nil && ctx.Err() == nil {
 		log.FromContext(ctx).Error(err, "Renewing the record of post-hooks in flight", "lease", h.lease.Name)
 	}
@@ -209,8 +219,8 @@ type Thawer struct {
 	GiveUp time.Duration
 	// Events, when set, tells on the StatefulSet what was run or given up.
 	Events events.EventRecorder
-	// Now is the clock; time.Now when nil.
-	Now func() time.Time
+	// Clock tells the time; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 var _ reconcile.Reconciler = (*Thawer)(nil)
@@ -321,8 +331,8 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 }
 
 func (t *Thawer) now() time.Time {
-	if t.Now != nil {
-		return t.Now()
+	if t.Clock != nil {
+		return t.Clock.Now()
 	}
 	return time.Now()
 }

@@ -12,6 +12,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -45,7 +46,8 @@ func owedPods(t *testing.T, l coordinationv1.Lease) []string {
 func TestPostHooksInFlightAreRecordedUntilTheyRan(t *testing.T) {
 	exec := &fakeExec{}
 	r := runner(t, exec, true, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil))
-	r.InFlight = &InFlight{Client: r.Client, Namespace: "snapgate-system", Identity: "snapgate-a", Duration: 300 * time.Millisecond}
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC))
+	r.InFlight = &InFlight{Client: r.Client, Namespace: "snapgate-system", Identity: "snapgate-a", Duration: 30 * time.Second, Clock: clk}
 	q, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
 	if err != nil {
 		t.Fatal(err)
@@ -56,9 +58,20 @@ func TestPostHooksInFlightAreRecordedUntilTheyRan(t *testing.T) {
 		t.Fatalf("records while frozen = %+v; want one, held by snapgate-a, owing pg-0 and pg-1", recs)
 	}
 	first := recs[0].Spec.RenewTime.Time
-	time.Sleep(400 * time.Millisecond)
-	if recs = records(t, r.Client); !recs[0].Spec.RenewTime.After(first) {
-		t.Fatalf("the record was not renewed while its hooks were in flight")
+	// A third of the record's life later, it is renewed.
+	for !clk.HasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	clk.Step(10 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for recs = records(t, r.Client); !recs[0].Spec.RenewTime.After(first); recs = records(t, r.Client) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the record was not renewed while its hooks were in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := recs[0].Spec.RenewTime.Sub(first); got != 10*time.Second {
+		t.Fatalf("renewed %s after it was written, want 10s", got)
 	}
 	if err := q.Thaw(context.Background()); err != nil {
 		t.Fatal(err)
@@ -153,18 +166,18 @@ func TestTheThawerRetriesAFailingPostHookThenGivesUp(t *testing.T) {
 	sts.Annotations = map[string]string{policy.PreHook: `["freeze"]`, policy.PostHook: `["thaw"]`}
 	exec := &fakeExec{fail: map[string]error{"pg-0": errors.New("exit 1")}, failPost: true}
 	r := runner(t, exec, true, sts, pod("pg-0", "sts", nil))
-	now := time.Now()
-	th := &Thawer{Runner: r, Client: r.Client, Retry: 15 * time.Second, GiveUp: 10 * time.Minute, Now: func() time.Time { return now }}
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	th := &Thawer{Runner: r, Client: r.Client, Retry: 15 * time.Second, GiveUp: 10 * time.Minute, Clock: clk}
 	record(t, r.Client, time.Now().Add(-time.Minute), Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}}})
 	reconcileAll(t, th)
 	reconcileAll(t, th) // held for Retry after the failure: not tried again yet
-	now = now.Add(16 * time.Second)
+	clk.SetTime(clk.Now().Add(16 * time.Second))
 	reconcileAll(t, th)
 	if got := exec.ran(":thaw"); len(got) != 2 || len(records(t, r.Client)) != 1 {
 		t.Fatalf("ran %v, records %d; want two tries and the record kept", got, len(records(t, r.Client)))
 	}
 	th.GiveUp = 30 * time.Second // the record started over a minute ago
-	now = now.Add(16 * time.Second)
+	clk.SetTime(clk.Now().Add(16 * time.Second))
 	reconcileAll(t, th)
 	if n := len(records(t, r.Client)); n != 0 {
 		t.Fatalf("records after giving up = %d", n)

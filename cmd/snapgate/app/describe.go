@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapgate/snapgate/snapshotter"
@@ -22,13 +23,13 @@ import (
 
 // DescribeOptions configure `snapgate describe set`.
 type DescribeOptions struct {
-	Kube *genericclioptions.ConfigFlags
-	Set  string
-	Now  func() time.Time
+	Kube  *genericclioptions.ConfigFlags
+	Set   string
+	Clock clock.PassiveClock
 }
 
 func newDescribeCommand() *cobra.Command {
-	o := &DescribeOptions{Kube: genericclioptions.NewConfigFlags(true), Now: time.Now}
+	o := &DescribeOptions{Kube: genericclioptions.NewConfigFlags(true), Clock: clock.RealClock{}}
 	cmd := &cobra.Command{
 		Use:   "describe set NAME",
 		Short: "Show what a snapshot set holds and what a rollback to it restores",
@@ -85,7 +86,7 @@ func (o *DescribeOptions) print(out io.Writer, ns string, snaps []snapv1.VolumeS
 	fmt.Fprintf(w, "Set:\t%s\n", o.Set)
 	fmt.Fprintf(w, "StatefulSet:\t%s/%s (generation %s)\n", ns, sts, ann[snapshotter.AnnotationGeneration])
 	fmt.Fprintf(w, "Reason:\t%s\n", ann[snapshotter.AnnotationReason])
-	fmt.Fprintf(w, "Taken:\t%s (%s ago)\n", created.UTC().Format(time.RFC3339), duration.HumanDuration(o.Now().Sub(created)))
+	fmt.Fprintf(w, "Taken:\t%s (%s ago)\n", created.UTC().Format(time.RFC3339), duration.HumanDuration(o.Clock.Now().Sub(created)))
 	fmt.Fprintf(w, "Requested by:\t%s\n", ann[snapshotter.AnnotationRequestedBy])
 	fmt.Fprintf(w, "Replicas:\t%s before the change, %s after\n", ann[snapshotter.AnnotationReplicasBefore], ann[snapshotter.AnnotationReplicasAfter])
 	fmt.Fprintf(w, "Ready:\t%d/%d\n", ready, len(snaps))

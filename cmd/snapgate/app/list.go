@@ -8,12 +8,12 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -28,8 +28,8 @@ type ListOptions struct {
 	Output string
 	// StatefulSet is the name from the sts/NAME argument.
 	StatefulSet string
-	// Now is the clock for ages (injected to make testing simpler).
-	Now func() time.Time
+	// Clock tells the time.
+	Clock clock.PassiveClock
 }
 
 var listOutputs = []string{"table", "json", "yaml"}
@@ -93,7 +93,7 @@ func runOnStatefulSet(o statefulSetCommand) func(*cobra.Command, []string) error
 }
 
 func newListCommand() *cobra.Command {
-	o := &ListOptions{Kube: genericclioptions.NewConfigFlags(true), Output: "table", Now: time.Now}
+	o := &ListOptions{Kube: genericclioptions.NewConfigFlags(true), Output: "table", Clock: clock.RealClock{}}
 	cmd := &cobra.Command{
 		Use:   "list sts/NAME",
 		Short: "List the snapshot sets of a StatefulSet, newest first",
@@ -155,7 +155,7 @@ func (o *ListOptions) print(out io.Writer, ns string, sets []snapshotter.SetInfo
 		if s.Failed != "" {
 			ready += " (failed)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Now().Sub(s.Created)), ready, humanSize(s.Size.Value()), s.RequestedBy)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Clock.Now().Sub(s.Created)), ready, humanSize(s.Size.Value()), s.RequestedBy)
 	}
 	return w.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/snapgate/snapgate/snapshotter"
 )
@@ -43,7 +44,7 @@ func TestStatefulSetArg(t *testing.T) {
 
 func TestListPrintsATableNewestFirst(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	o := &ListOptions{Output: "table", StatefulSet: "postgres", Now: func() time.Time { return now }}
+	o := &ListOptions{Output: "table", StatefulSet: "postgres", Clock: clocktesting.NewFakePassiveClock(now)}
 	sets := []snapshotter.SetInfo{
 		{Name: "postgres-3f9a1c2b", Reason: "template", Created: now.Add(-90 * time.Second), RequestedBy: "alice", Snapshots: 3, Ready: 3, Size: resource.MustParse("3Gi")},
 		{Name: "postgres-00aa11bb", Reason: "scale-down", Created: now.Add(-26 * time.Hour), Snapshots: 2, Ready: 1, Failed: "x: quota"},

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapgate/snapgate/snapshotter"
@@ -34,7 +35,7 @@ type RollbackOptions struct {
 	Wait bool
 	// Timeout bounds the wait.
 	Timeout time.Duration
-	Now     func() time.Time
+	Clock   clock.PassiveClock
 }
 
 // Validate checks the options.
@@ -52,7 +53,7 @@ func (o *RollbackOptions) Validate() error {
 }
 
 func newRollbackCommand() *cobra.Command {
-	o := &RollbackOptions{Kube: genericclioptions.NewConfigFlags(true), To: "latest", Timeout: 15 * time.Minute, Now: time.Now}
+	o := &RollbackOptions{Kube: genericclioptions.NewConfigFlags(true), To: "latest", Timeout: 15 * time.Minute, Clock: clock.RealClock{}}
 	cmd := &cobra.Command{
 		Use:   "rollback sts/NAME",
 		Short: "Roll a StatefulSet's data, pod template and replicas back to a snapshot set",
@@ -149,7 +150,7 @@ func (o *RollbackOptions) checkSet(ctx context.Context, c client.Client, ns stri
 func (o *RollbackOptions) follow(ctx context.Context, cs kubernetes.Interface, key types.NamespacedName, prev policy.RollbackState, out io.Writer) (policy.RollbackState, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	start := o.Now()
+	start := o.Clock.Now()
 	lw := toolscache.NewListWatchFromClient(cs.AppsV1().RESTClient(), "statefulsets", key.Namespace, fields.OneTermEqualSelector("metadata.name", key.Name))
 	var last policy.RollbackState
 	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
@@ -165,7 +166,7 @@ func (o *RollbackOptions) follow(ctx context.Context, cs kubernetes.Interface, k
 			return false, nil // the controller has not taken it up yet
 		}
 		if st.Phase != last.Phase || st.Message != last.Message {
-			fmt.Fprintf(out, "%6s  %-18s %s\n", o.Now().Sub(start).Round(time.Second), st.Phase, st.Message)
+			fmt.Fprintf(out, "%6s  %-18s %s\n", o.Clock.Now().Sub(start).Round(time.Second), st.Phase, st.Message)
 		}
 		last = st
 		_, asked := sts.Annotations[policy.RollbackTo]

@@ -9,6 +9,7 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/snapgate/snapgate/snapshotter"
 )
@@ -52,7 +53,7 @@ func TestDescribeShowsWhatARollbackRestores(t *testing.T) {
 			Status: &snapv1.VolumeSnapshotStatus{ReadyToUse: &ready, RestoreSize: &size, BoundVolumeSnapshotContentName: &content},
 		}
 	}
-	o := &DescribeOptions{Set: "postgres-3f9a1c2b", Now: func() time.Time { return now }}
+	o := &DescribeOptions{Set: "postgres-3f9a1c2b", Clock: clocktesting.NewFakePassiveClock(now)}
 	var out bytes.Buffer
 	if err := o.print(&out, "db", []snapv1.VolumeSnapshot{snap("1", "data-postgres-1", false), snap("0", "data-postgres-0", true)}); err != nil {
 		t.Fatal(err)

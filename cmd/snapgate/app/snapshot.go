@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -33,7 +34,7 @@ type SnapshotOptions struct {
 	WaitFor string
 	// Timeout bounds the whole command.
 	Timeout time.Duration
-	Now     func() time.Time
+	Clock   clock.PassiveClock
 }
 
 // Validate checks the options.
@@ -48,7 +49,7 @@ func (o *SnapshotOptions) Validate() error {
 }
 
 func newSnapshotCommand() *cobra.Command {
-	o := &SnapshotOptions{Kube: genericclioptions.NewConfigFlags(true), Timeout: 5 * time.Minute, Now: time.Now}
+	o := &SnapshotOptions{Kube: genericclioptions.NewConfigFlags(true), Timeout: 5 * time.Minute, Clock: clock.RealClock{}}
 	cmd := &cobra.Command{
 		Use:   "snapshot sts/NAME",
 		Short: "Take a snapshot set of a StatefulSet now, with its hooks, and wait for it",
@@ -115,7 +116,7 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 		Client: c, Reader: c, Snapshots: snaps, Changes: tracker,
 		Hooks: &hooks.Runner{Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: c, ExecAsRequester: true},
 	}
-	start := o.Now()
+	start := o.Clock.Now()
 	change := snapshotter.Change{
 		Reason: policy.ReasonManual, Old: &sts, NewReplicas: snapshotter.Replicas(&sts),
 		Nonce: start.UTC().Format(time.RFC3339Nano), UserInfo: whoAmI(ctx, c),
@@ -141,7 +142,7 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 	if tf := prog.Hooks.ThawFailed; tf != nil {
 		fmt.Fprintf(out, "The post-hook failed in %s, which may still be quiesced: %v\n", strings.Join(tf.Pods, ", "), tf.Err)
 	}
-	_, err = fmt.Fprintf(out, "Took snapshot set %s: %s %s in %s.\n", plan.Set, snapshotter.Count(prog.Total, "snapshot"), plan.WaitFor, o.Now().Sub(start).Round(10*time.Millisecond))
+	_, err = fmt.Fprintf(out, "Took snapshot set %s: %s %s in %s.\n", plan.Set, snapshotter.Count(prog.Total, "snapshot"), plan.WaitFor, o.Clock.Now().Sub(start).Round(10*time.Millisecond))
 	return err
 }
 
