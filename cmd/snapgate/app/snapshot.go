@@ -8,16 +8,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -88,25 +85,10 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 		p.WaitFor = policy.Wait(o.WaitFor)
 	}
 
-	// Waiting is watch-driven, as in the webhook: a cache of this namespace's
-	// snapgate snapshots feeds the tracker.
-	managedBy := labels.SelectorFromSet(labels.Set{snapshotter.LabelManagedBy: snapshotter.ManagedBy})
-	snaps, err := cache.New(cfg, cache.Options{Scheme: Scheme(), DefaultNamespaces: map[string]cache.Config{ns: {}},
-		ByObject: map[client.Object]cache.ByObject{&snapv1.VolumeSnapshot{}: {Label: managedBy}}})
+	// Waiting is watch-driven, as in the webhook.
+	snaps, tracker, err := snapshotter.WatchSnapshots(ctx, cfg, Scheme(), ns)
 	if err != nil {
-		return fmt.Errorf("watch snapshots: %w", err)
-	}
-	tracker := snapshotter.NewTracker()
-	inf, err := snaps.GetInformer(ctx, &snapv1.VolumeSnapshot{})
-	if err != nil {
-		return fmt.Errorf("watch snapshots: %w", err)
-	}
-	if err := tracker.Register(inf); err != nil {
 		return err
-	}
-	go func() { _ = snaps.Start(ctx) }()
-	if !snaps.WaitForCacheSync(ctx) {
-		return fmt.Errorf("watch snapshots of namespace %s: the cache did not sync", ns)
 	}
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -117,19 +99,14 @@ func (o *SnapshotOptions) Run(ctx context.Context, out io.Writer) error {
 		Hooks: &hooks.Runner{Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: c, ExecAsRequester: true},
 	}
 	start := o.Clock.Now()
-	change := snapshotter.Change{
-		Reason: policy.ReasonManual, Old: &sts, NewReplicas: snapshotter.Replicas(&sts),
-		Nonce: start.UTC().Format(time.RFC3339Nano), UserInfo: whoAmI(ctx, c),
+	plan, err := engine.PlanOnDemand(ctx, snapshotter.OnDemand{StatefulSet: &sts, Policy: p, By: whoAmI(ctx, c), At: start})
+	if plan != nil {
+		for _, l := range plan.LeftOut {
+			fmt.Fprintf(out, "Leaving out %s.\n", l)
+		}
 	}
-	plan, err := engine.Plan(ctx, change, p)
 	if err != nil {
 		return err
-	}
-	for _, l := range plan.LeftOut {
-		fmt.Fprintf(out, "Leaving out %s.\n", l)
-	}
-	if len(plan.Snapshots) == 0 {
-		return fmt.Errorf("statefulset %s/%s has nothing to snapshot", ns, sts.Name)
 	}
 	fmt.Fprintf(out, "Taking snapshot set %s of statefulset %s/%s (%s)...\n", plan.Set, ns, sts.Name, snapshotter.Count(len(plan.Snapshots), "PVC"))
 	prog, err := engine.Take(ctx, plan)
