@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/snapgate/snapgate/e2e/framework"
-	"github.com/snapgate/snapgate/snapshotter/hooks"
+	"github.com/snapgate/snapgate/snapshotter/presets"
 )
 
 // freezable renders a guarded StatefulSet as the fsfreeze preset's docs have
@@ -195,8 +195,8 @@ func awaitThaw(t *testing.T, c *framework.Cluster, ns string, frozenAt time.Time
 			if err != nil {
 				t.Fatalf("%s: %v", pod, err)
 			}
-		case <-time.After(hooks.FreezeBound + 20*time.Second - time.Since(frozenAt)):
-			t.Fatalf("%s: still frozen %s after snapgate was killed; the watchdog's bound is %s", pod, time.Since(frozenAt), hooks.FreezeBound)
+		case <-time.After(presets.FreezeBound + 20*time.Second - time.Since(frozenAt)):
+			t.Fatalf("%s: still frozen %s after snapgate was killed; the watchdog's bound is %s", pod, time.Since(frozenAt), presets.FreezeBound)
 		}
 	}
 	return time.Since(frozenAt)
@@ -212,8 +212,8 @@ func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 	frozenAt := killWhileFrozen(t, c, ns)
 	since := awaitThaw(t, c, ns, frozenAt)
 	t.Logf("thawed by the watchdogs %s after the freeze", since.Round(time.Second))
-	if since < hooks.FreezeBound-10*time.Second {
-		t.Errorf("writes went through %s after the freeze, with snapgate dead; want them to wait for the watchdog (%s)", since, hooks.FreezeBound)
+	if since < presets.FreezeBound-10*time.Second {
+		t.Errorf("writes went through %s after the freeze, with snapgate dead; want them to wait for the watchdog (%s)", since, presets.FreezeBound)
 	}
 }
 
@@ -229,8 +229,8 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 	c.StartSnapgate(t)
 	since := awaitThaw(t, c, ns, frozenAt)
 	t.Logf("thawed %s after the freeze", since.Round(time.Second))
-	if since > hooks.FreezeBound-15*time.Second {
-		t.Errorf("thawed %s after the freeze: that is the watchdog's bound (%s), not the restarted snapgate running the owed post-hooks", since, hooks.FreezeBound)
+	if since > presets.FreezeBound-15*time.Second {
+		t.Errorf("thawed %s after the freeze: that is the watchdog's bound (%s), not the restarted snapgate running the owed post-hooks", since, presets.FreezeBound)
 	}
 	waitFor(t, 10*time.Second, func() bool { return inFlightRecords(t, c) == 0 }, "record removed once its post-hooks ran")
 	// What happened is told on the StatefulSet, once per pod.

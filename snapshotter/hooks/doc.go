@@ -2,7 +2,7 @@
 // snapshots are cut, and thaws it after: it is the snapshotter's Quiescer.
 //
 // Hooks come, first match wins, from the StatefulSet's snapgate.io/pre-hook and
-// post-hook annotations, from a preset (snapgate.io/hook-preset), or from
+// post-hook annotations, from a preset (snapgate.io/hook-preset, package presets), or from
 // Velero's pod annotations (pre.hook.backup.velero.io/...). Commands are argv
 // lists, run through the API server's exec (client-go remotecommand), never
 // through a shell of snapgate's. A command taken from annotations runs only if

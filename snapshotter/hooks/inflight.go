@@ -46,7 +46,7 @@ const InFlightDuration = 15 * time.Second
 // a Lease in snapgate's namespace that the replica renews until every post-hook
 // has run. A replica that dies (or stalls) stops renewing it, and the Thawer of
 // whichever replica leads runs the owed post-hooks once the Lease expires:
-// seconds, where the in-pod bounds (MySQLLockBound, FreezeBound) take a minute.
+// seconds, where the in-pod bounds (presets.MySQLLockBound, presets.FreezeBound) take a minute.
 type InFlight struct {
 	// Client creates, renews and deletes the records.
 	Client client.Client

@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/snapgate/snapgate/snapshotter/presets"
 )
 
 // Prefix is the annotation and label prefix snapgate owns.
@@ -46,7 +48,8 @@ const (
 	HookTimeout = Prefix + "hook-timeout"
 	// HookOnError is Fail (deny the change) or Continue.
 	HookOnError = Prefix + "hook-on-error"
-	// HookPreset names built-in hooks: postgres, mysql, mongodb, fsfreeze.
+	// HookPreset names built-in hooks (presets.All): postgres, mysql,
+	// mongodb, fsfreeze.
 	HookPreset = Prefix + "hook-preset"
 	// RollbackTo asks for a rollback to a set, or to the latest one.
 	RollbackTo = Prefix + "rollback-to"
@@ -129,12 +132,6 @@ type Hooks struct {
 
 // Triggers reports whether changes of reason r need a set.
 func (p *Policy) Triggers(r Reason) bool { return slices.Contains(p.On, r) }
-
-// Presets are the built-in hook presets: postgres (CHECKPOINT), mysql (a read
-// lock held in an open session until the cut), mongodb (fsyncLock until the
-// cut) and fsfreeze (the volumes' filesystems frozen); the last two leave a
-// watchdog in the pod.
-var Presets = []string{"postgres", "mysql", "mongodb", "fsfreeze"}
 
 // MaxHookTimeout bounds snapgate.io/hook-timeout: a hook runs inside an admission
 // request, which the API server ends after 30 s.
@@ -255,8 +252,8 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 			}
 			p.Hooks.OnError = v
 		case HookPreset:
-			if !slices.Contains(Presets, v) {
-				errs = append(errs, field.NotSupported(fp, v, Presets))
+			if _, ok := presets.All[v]; !ok {
+				errs = append(errs, field.NotSupported(fp, v, presets.Names()))
 			}
 			p.Hooks.Preset = v
 		case RollbackTo:
@@ -277,15 +274,15 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 			errs = append(errs, field.Invalid(fp, v, "snapgate does not know this annotation (a typo?); known annotations: "+strings.Join(known, ", ")))
 		}
 	}
-	if p.Hooks.Preset == "fsfreeze" && len(p.Hooks.Pre) == 0 && len(p.Hooks.Post) == 0 && sts != nil {
+	if presets.All[p.Hooks.Preset].FreezesMounts && len(p.Hooks.Pre) == 0 && len(p.Hooks.Post) == 0 && sts != nil {
 		// A container the template lacks is reported on snapgate.io/hook-container.
 		container := p.Hooks.Container
 		if container == "" {
 			container = DefaultHookContainer(sts.Spec.Template.Annotations, &sts.Spec.Template.Spec, sts)
 		}
 		if _, err := ClaimMounts(&sts.Spec.Template.Spec, container, sts); err != nil && !errors.Is(err, ErrNoSuchContainer) {
-			errs = append(errs, field.Invalid(path.Key(HookPreset), "fsfreeze",
-				"the fsfreeze preset freezes the StatefulSet's volumes where the hook container mounts them: "+err.Error()))
+			errs = append(errs, field.Invalid(path.Key(HookPreset), p.Hooks.Preset,
+				"the "+p.Hooks.Preset+" preset freezes the StatefulSet's volumes where the hook container mounts them: "+err.Error()))
 		}
 	}
 	return p, errs

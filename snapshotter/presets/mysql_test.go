@@ -1,4 +1,4 @@
-package hooks
+package presets
 
 import (
 	"context"
@@ -56,7 +56,7 @@ func runScript(t *testing.T, argv, env []string, timeout time.Duration) (string,
 }
 
 func TestMySQLPresetScripts(t *testing.T) {
-	lock, unlock := presets["mysql"].Pre, presets["mysql"].Post
+	lock, unlock := All["mysql"].Pre, All["mysql"].Post
 
 	for name, tc := range map[string]struct {
 		client string
@@ -122,4 +122,15 @@ func TestMySQLPresetScripts(t *testing.T) {
 			t.Fatalf("want a failure naming the clients, got %v: %s", err, out)
 		}
 	})
+}
+
+// TestMySQLPresetIsBounded: the lock's session ends by itself after the bound,
+// and the post-hook ends it by its id, tolerating one that has ended already.
+func TestMySQLPresetIsBounded(t *testing.T) {
+	if !strings.Contains(mysqlLock, "SELECT CONNECTION_ID(); FLUSH TABLES WITH READ LOCK; SELECT 'locked'; DO SLEEP(60)") {
+		t.Errorf("the lock's session is not bounded by %s:\n%s", MySQLLockBound, mysqlLock)
+	}
+	if !strings.Contains(mysqlUnlock, `KILL $id`) || !strings.Contains(mysqlUnlock, "Unknown thread id") {
+		t.Errorf("the post-hook does not end the session:\n%s", mysqlUnlock)
+	}
 }

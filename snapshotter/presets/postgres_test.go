@@ -1,4 +1,4 @@
-package hooks
+package presets
 
 import (
 	"os"
@@ -52,7 +52,7 @@ func TestPostgresPresetConnectsAsTheImagesSuperuser(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "psql"), []byte(psql), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			argv := presets["postgres"].Pre
+			argv := All["postgres"].Pre
 			cmd := exec.Command(argv[0], argv[1:]...)
 			cmd.Env = append([]string{"PATH=" + dir + ":/usr/bin:/bin"}, tc.env...)
 			out, err := cmd.CombinedOutput()
@@ -66,7 +66,7 @@ func TestPostgresPresetConnectsAsTheImagesSuperuser(t *testing.T) {
 	}
 
 	t.Run("a container without psql is told so", func(t *testing.T) {
-		argv := presets["postgres"].Pre
+		argv := All["postgres"].Pre
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = []string{"PATH=" + t.TempDir()} // sh is found from the test's own PATH
 		out, err := cmd.CombinedOutput()

@@ -1,4 +1,4 @@
-package hooks
+package presets
 
 import (
 	"os"
@@ -66,7 +66,7 @@ func (f *fakeMongo) locks() string {
 }
 
 func TestMongoDBPresetScripts(t *testing.T) {
-	lock, unlock := presets["mongodb"].Pre, presets["mongodb"].Post
+	lock, unlock := All["mongodb"].Pre, All["mongodb"].Post
 
 	t.Run("lock then unlock, twice over", func(t *testing.T) {
 		f := newFakeMongo(t)
@@ -150,8 +150,8 @@ func TestMongoDBPresetScripts(t *testing.T) {
 // naming the file, before it locks or freezes anything.
 func TestHoldingPresetsFailClearlyWithoutAWritableTmpdir(t *testing.T) {
 	for _, name := range []string{"mysql", "mongodb", "fsfreeze"} {
-		argv := slices.Clone(presets[name].Pre)
-		if presets[name].freezesMounts {
+		argv := slices.Clone(All[name].Pre)
+		if All[name].FreezesMounts {
 			argv = append(argv, t.TempDir())
 		}
 		// Stand-in clients that would lock if they were reached.
