@@ -137,14 +137,8 @@ func (p *Policy) Triggers(r Reason) bool { return slices.Contains(p.On, r) }
 // request, which the API server ends after 30 s.
 const MaxHookTimeout = 25 * time.Second
 
-// known lists every key snapgate reads or writes, for the "did you mean" message.
-var known = []string{
-	On, Claims, SnapshotClass, WaitFor, Skip, Keep, PreHook, PostHook, HookContainer,
-	HookTimeout, HookOnError, HookPreset, RollbackTo, LastSet, LastSnapshots, LastReason, RollbackStatus,
-}
-
 // Known reports whether key is a snapgate annotation.
-func Known(key string) bool { return slices.Contains(known, key) }
+func Known(key string) bool { _, ok := parsers[key]; return ok }
 
 // Parse reads a StatefulSet's snapgate annotations. Every problem is returned,
 // each naming the annotation, the value and what is allowed; the Policy is
@@ -172,120 +166,207 @@ func parse(ann map[string]string, sts *appsv1.StatefulSet) (Policy, field.ErrorL
 	}
 	sort.Strings(keys) // errors in a stable order
 	for _, k := range keys {
-		v := ann[k]
-		fp := path.Key(k)
-		switch k {
-		case On:
-			p.On = nil
-			for _, s := range splitList(v) {
-				r := Reason(s)
-				if !slices.Contains(Triggers, r) {
-					errs = append(errs, field.NotSupported(fp, s, reasons(Triggers)))
-					continue
-				}
-				if !slices.Contains(p.On, r) {
-					p.On = append(p.On, r)
-				}
-			}
-			if len(splitList(v)) == 0 {
-				errs = append(errs, field.Invalid(fp, v, "list at least one of template, scale-down, delete, restart (comma-separated); to let one change through without snapshots, use "+Skip))
-			}
-		case Claims:
-			p.Claims = splitList(v)
-			if len(p.Claims) == 0 {
-				errs = append(errs, field.Invalid(fp, v, "list volumeClaimTemplate names, comma-separated; remove the annotation to snapshot every claim"))
-			}
-			for _, c := range p.Claims {
-				if sts != nil && !hasClaimTemplate(sts, c) {
-					errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("the StatefulSet has no volumeClaimTemplate %q; it has: %s", c, strings.Join(claimTemplates(sts), ", "))))
-				}
-			}
-		case SnapshotClass:
-			if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
-				errs = append(errs, field.Invalid(fp, v, "must name a VolumeSnapshotClass: "+strings.Join(msgs, "; ")))
-			}
-			p.SnapshotClass = v
-		case WaitFor:
-			switch Wait(v) {
-			case WaitReady, WaitCut:
-				p.WaitFor = Wait(v)
-			default:
-				errs = append(errs, field.NotSupported(fp, v, []string{string(WaitReady), string(WaitCut)}))
-			}
-		case Skip:
-			if strings.TrimSpace(v) == "" {
-				errs = append(errs, field.Required(fp, "give the reason for skipping the snapshot, e.g. snapgate.io/skip=\"hotfix, backup taken by hand\""))
-			}
-			p.Skip = v
-		case Keep:
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1000 {
-				errs = append(errs, field.Invalid(fp, v, "must be a whole number of snapshot sets to keep, from 1 to 1000"))
-			}
-			p.Keep = n
-		case PreHook, PostHook:
-			argv, msg := parseArgv(v)
-			if msg != "" {
-				errs = append(errs, field.Invalid(fp, v, msg))
-			}
-			if k == PreHook {
-				p.Hooks.Pre = argv
-			} else {
-				p.Hooks.Post = argv
-			}
-		case HookContainer:
-			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
-				errs = append(errs, field.Invalid(fp, v, "must name a container: "+strings.Join(msgs, "; ")))
-			} else if sts != nil && !hasContainer(sts, v) {
-				errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("the pod template has no container %q; its containers and native sidecars are: %s", v, strings.Join(ContainerNames(&sts.Spec.Template.Spec), ", "))))
-			}
-			p.Hooks.Container = v
-		case HookTimeout:
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 || d > MaxHookTimeout {
-				errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("must be a duration above 0 and at most %s, such as 10s", MaxHookTimeout)))
-			}
-			p.Hooks.Timeout = d
-		case HookOnError:
-			if v != "Fail" && v != "Continue" {
-				errs = append(errs, field.NotSupported(fp, v, []string{"Fail", "Continue"}))
-			}
-			p.Hooks.OnError = v
-		case HookPreset:
-			if _, ok := presets.All[v]; !ok {
-				errs = append(errs, field.NotSupported(fp, v, presets.Names()))
-			}
-			p.Hooks.Preset = v
-		case RollbackTo:
-			if v != "latest" {
-				if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
-					errs = append(errs, field.Invalid(fp, v, "must be \"latest\" or the name of a snapshot set (see `kubectl snapgate list`)"))
-				}
-			}
-			p.RollbackTo = v
-		case LastSnapshots:
-			var m map[string]string
-			if err := json.Unmarshal([]byte(v), &m); err != nil {
-				errs = append(errs, field.Invalid(fp, v, "is written by snapgate as a JSON object of PVC to VolumeSnapshot names; remove it rather than edit it"))
-			}
-		case LastSet, LastReason, RollbackStatus:
-			// Written by snapgate; nothing a user sets here changes what snapgate does.
-		default:
-			errs = append(errs, field.Invalid(fp, v, "snapgate does not know this annotation (a typo?); known annotations: "+strings.Join(known, ", ")))
+		parse, ok := parsers[k]
+		if !ok {
+			errs = append(errs, field.Invalid(path.Key(k), ann[k], "snapgate does not know this annotation (a typo?); known annotations: "+strings.Join(known, ", ")))
+			continue
+		}
+		errs = append(errs, parse(&p, ann[k], path.Key(k), sts)...)
+	}
+	return p, append(errs, checkFreezable(p, sts, path)...)
+}
+
+// A parser reads one annotation's value into the policy, and says what is
+// wrong with it; sts is nil when annotations are parsed alone.
+type parser func(p *Policy, v string, fp *field.Path, sts *appsv1.StatefulSet) field.ErrorList
+
+// annotations are every key snapgate reads or writes, with its parser, in
+// the order the "did you mean" message lists them: a new annotation is one
+// entry here.
+var annotations = []struct {
+	key   string
+	parse parser
+}{
+	{On, parseOn},
+	{Claims, parseClaims},
+	{SnapshotClass, parseSnapshotClass},
+	{WaitFor, parseWaitFor},
+	{Skip, parseSkip},
+	{Keep, parseKeep},
+	{PreHook, parseArgv(func(h *Hooks) *[]string { return &h.Pre })},
+	{PostHook, parseArgv(func(h *Hooks) *[]string { return &h.Post })},
+	{HookContainer, parseHookContainer},
+	{HookTimeout, parseHookTimeout},
+	{HookOnError, parseHookOnError},
+	{HookPreset, parseHookPreset},
+	{RollbackTo, parseRollbackTo},
+	{LastSet, writtenBySnapgate},
+	{LastSnapshots, parseLastSnapshots},
+	{LastReason, writtenBySnapgate},
+	{RollbackStatus, writtenBySnapgate},
+}
+
+// parsers and known are annotations by key, and its keys in order.
+var parsers, known = func() (map[string]parser, []string) {
+	m := make(map[string]parser, len(annotations))
+	keys := make([]string, 0, len(annotations))
+	for _, a := range annotations {
+		m[a.key] = a.parse
+		keys = append(keys, a.key)
+	}
+	return m, keys
+}()
+
+func parseOn(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	var errs field.ErrorList
+	p.On = nil
+	for _, s := range splitList(v) {
+		r := Reason(s)
+		if !slices.Contains(Triggers, r) {
+			errs = append(errs, field.NotSupported(fp, s, reasons(Triggers)))
+			continue
+		}
+		if !slices.Contains(p.On, r) {
+			p.On = append(p.On, r)
 		}
 	}
-	if presets.All[p.Hooks.Preset].FreezesMounts && len(p.Hooks.Pre) == 0 && len(p.Hooks.Post) == 0 && sts != nil {
-		// A container the template lacks is reported on snapgate.io/hook-container.
-		container := p.Hooks.Container
-		if container == "" {
-			container = DefaultHookContainer(sts.Spec.Template.Annotations, &sts.Spec.Template.Spec, sts)
-		}
-		if _, err := ClaimMounts(&sts.Spec.Template.Spec, container, sts); err != nil && !errors.Is(err, ErrNoSuchContainer) {
-			errs = append(errs, field.Invalid(path.Key(HookPreset), p.Hooks.Preset,
-				"the "+p.Hooks.Preset+" preset freezes the StatefulSet's volumes where the hook container mounts them: "+err.Error()))
+	if len(splitList(v)) == 0 {
+		errs = append(errs, field.Invalid(fp, v, "list at least one of template, scale-down, delete, restart (comma-separated); to let one change through without snapshots, use "+Skip))
+	}
+	return errs
+}
+
+func parseClaims(p *Policy, v string, fp *field.Path, sts *appsv1.StatefulSet) field.ErrorList {
+	var errs field.ErrorList
+	p.Claims = splitList(v)
+	if len(p.Claims) == 0 {
+		errs = append(errs, field.Invalid(fp, v, "list volumeClaimTemplate names, comma-separated; remove the annotation to snapshot every claim"))
+	}
+	for _, c := range p.Claims {
+		if sts != nil && !hasClaimTemplate(sts, c) {
+			errs = append(errs, field.Invalid(fp, v, fmt.Sprintf("the StatefulSet has no volumeClaimTemplate %q; it has: %s", c, strings.Join(claimTemplates(sts), ", "))))
 		}
 	}
-	return p, errs
+	return errs
+}
+
+func parseSnapshotClass(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	p.SnapshotClass = v
+	if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
+		return field.ErrorList{field.Invalid(fp, v, "must name a VolumeSnapshotClass: "+strings.Join(msgs, "; "))}
+	}
+	return nil
+}
+
+func parseWaitFor(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	switch Wait(v) {
+	case WaitReady, WaitCut:
+		p.WaitFor = Wait(v)
+		return nil
+	}
+	return field.ErrorList{field.NotSupported(fp, v, []string{string(WaitReady), string(WaitCut)})}
+}
+
+func parseSkip(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	p.Skip = v
+	if strings.TrimSpace(v) == "" {
+		return field.ErrorList{field.Required(fp, "give the reason for skipping the snapshot, e.g. snapgate.io/skip=\"hotfix, backup taken by hand\"")}
+	}
+	return nil
+}
+
+func parseKeep(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	n, err := strconv.Atoi(v)
+	p.Keep = n
+	if err != nil || n < 1 || n > 1000 {
+		return field.ErrorList{field.Invalid(fp, v, "must be a whole number of snapshot sets to keep, from 1 to 1000")}
+	}
+	return nil
+}
+
+// parseArgv reads a hook command into the Hooks field that to picks.
+func parseArgv(to func(*Hooks) *[]string) parser {
+	return func(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+		argv, msg := parseArgvJSON(v)
+		*to(&p.Hooks) = argv
+		if msg != "" {
+			return field.ErrorList{field.Invalid(fp, v, msg)}
+		}
+		return nil
+	}
+}
+
+func parseHookContainer(p *Policy, v string, fp *field.Path, sts *appsv1.StatefulSet) field.ErrorList {
+	p.Hooks.Container = v
+	if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
+		return field.ErrorList{field.Invalid(fp, v, "must name a container: "+strings.Join(msgs, "; "))}
+	}
+	if sts != nil && !hasContainer(sts, v) {
+		return field.ErrorList{field.Invalid(fp, v, fmt.Sprintf("the pod template has no container %q; its containers and native sidecars are: %s", v, strings.Join(ContainerNames(&sts.Spec.Template.Spec), ", ")))}
+	}
+	return nil
+}
+
+func parseHookTimeout(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	d, err := time.ParseDuration(v)
+	p.Hooks.Timeout = d
+	if err != nil || d <= 0 || d > MaxHookTimeout {
+		return field.ErrorList{field.Invalid(fp, v, fmt.Sprintf("must be a duration above 0 and at most %s, such as 10s", MaxHookTimeout))}
+	}
+	return nil
+}
+
+func parseHookOnError(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	p.Hooks.OnError = v
+	if v != "Fail" && v != "Continue" {
+		return field.ErrorList{field.NotSupported(fp, v, []string{"Fail", "Continue"})}
+	}
+	return nil
+}
+
+func parseHookPreset(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	p.Hooks.Preset = v
+	if _, ok := presets.All[v]; !ok {
+		return field.ErrorList{field.NotSupported(fp, v, presets.Names())}
+	}
+	return nil
+}
+
+func parseRollbackTo(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	p.RollbackTo = v
+	if v != "latest" && len(validation.IsDNS1123Label(v)) > 0 {
+		return field.ErrorList{field.Invalid(fp, v, "must be \"latest\" or the name of a snapshot set (see `kubectl snapgate list`)")}
+	}
+	return nil
+}
+
+func parseLastSnapshots(_ *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	var m map[string]string
+	if err := json.Unmarshal([]byte(v), &m); err != nil {
+		return field.ErrorList{field.Invalid(fp, v, "is written by snapgate as a JSON object of PVC to VolumeSnapshot names; remove it rather than edit it")}
+	}
+	return nil
+}
+
+// writtenBySnapgate: nothing a user sets here changes what snapgate does.
+func writtenBySnapgate(*Policy, string, *field.Path, *appsv1.StatefulSet) field.ErrorList { return nil }
+
+// checkFreezable: a preset that freezes the volumes where the hook container
+// mounts them needs a container that mounts them (one the template lacks is
+// reported on snapgate.io/hook-container).
+func checkFreezable(p Policy, sts *appsv1.StatefulSet, path *field.Path) field.ErrorList {
+	if !presets.All[p.Hooks.Preset].FreezesMounts || len(p.Hooks.Pre) > 0 || len(p.Hooks.Post) > 0 || sts == nil {
+		return nil
+	}
+	container := p.Hooks.Container
+	if container == "" {
+		container = DefaultHookContainer(sts.Spec.Template.Annotations, &sts.Spec.Template.Spec, sts)
+	}
+	if _, err := ClaimMounts(&sts.Spec.Template.Spec, container, sts); err != nil && !errors.Is(err, ErrNoSuchContainer) {
+		return field.ErrorList{field.Invalid(path.Key(HookPreset), p.Hooks.Preset,
+			"the "+p.Hooks.Preset+" preset freezes the StatefulSet's volumes where the hook container mounts them: "+err.Error())}
+	}
+	return nil
 }
 
 // ErrNoSuchContainer is ClaimMounts' error for a container the pod lacks.
@@ -394,8 +475,8 @@ func reasons(rs []Reason) []string {
 	return out
 }
 
-// parseArgv reads a hook command: a JSON list of strings, never a shell line.
-func parseArgv(v string) ([]string, string) {
+// parseArgvJSON reads a hook command: a JSON list of strings, never a shell line.
+func parseArgvJSON(v string) ([]string, string) {
 	var argv []string
 	if err := json.Unmarshal([]byte(v), &argv); err != nil || len(argv) == 0 || argv[0] == "" {
 		return nil, `must be a JSON list of strings, the command and its arguments, e.g. ["psql","-c","CHECKPOINT"]; snapgate runs no shell`
