@@ -241,20 +241,7 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 	if err != nil {
 		return snapshotter.Quiesced{}, err
 	}
-	var q snapshotter.Quiesced
-	var targets []target
-	for _, t := range all {
-		for _, w := range t.hook.Warnings {
-			if !slices.Contains(q.Warnings, w) {
-				q.Warnings = append(q.Warnings, w)
-			}
-		}
-		if t.notRunning != "" {
-			q.NotRunning = append(q.NotRunning, fmt.Sprintf("pod %s (%s)", t.pod, t.notRunning))
-			continue
-		}
-		targets = append(targets, t)
-	}
+	q, targets := running(all)
 	if len(targets) == 0 {
 		return q, nil
 	}
@@ -269,9 +256,43 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 			return q, err
 		}
 	}
+	attempted, stopped, err := r.runPre(ctx, sts, targets)
+	q.NotRunning = append(q.NotRunning, stopped...)
+	slices.Sort(q.NotRunning)
+	q.Thaw = func(tctx context.Context) error { return r.runPost(tctx, sts, attempted, record) }
+	for _, t := range attempted {
+		q.Pods = append(q.Pods, t.pod)
+	}
+	slices.Sort(q.Pods)
+	return q, err
+}
 
+// running splits the targets into those whose container runs and gets hooks,
+// and those named in NotRunning; their warnings are gathered once.
+func running(all []target) (snapshotter.Quiesced, []target) {
+	var q snapshotter.Quiesced
+	var targets []target
+	for _, t := range all {
+		for _, w := range t.hook.Warnings {
+			if !slices.Contains(q.Warnings, w) {
+				q.Warnings = append(q.Warnings, w)
+			}
+		}
+		if t.notRunning != "" {
+			q.NotRunning = append(q.NotRunning, fmt.Sprintf("pod %s (%s)", t.pod, t.notRunning))
+			continue
+		}
+		targets = append(targets, t)
+	}
+	return q, targets
+}
+
+// runPre runs the pre-hooks in parallel. It returns every target whose
+// pre-hook was attempted (each gets its post-hook, whatever happened), the
+// pods that stopped while their hook ran (snapshotted as they are), and the
+// failures that stop the set.
+func (r *Runner) runPre(ctx context.Context, sts *appsv1.StatefulSet, targets []target) (attempted []target, stopped []string, err error) {
 	var mu sync.Mutex
-	var attempted []target
 	var errs []error
 	var wg sync.WaitGroup
 	for _, t := range targets {
@@ -286,14 +307,14 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 			attempted = append(attempted, t)
 			mu.Unlock()
 			err := r.run(ctx, sts.Namespace, t, "pre", t.hook.Pre)
-			stopped := ""
+			state := ""
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				// A hook that hung is no sign of a container that stopped.
-				stopped = r.stopped(ctx, sts, t, err)
+				state = r.stopped(ctx, sts, t, err)
 			}
 			switch {
-			case err != nil && stopped != "":
-				log.FromContext(ctx).Info("Pre-hook failed in a pod that stopped meanwhile; snapshotting it as it is", "pod", t.pod, "state", stopped, "error", err.Error())
+			case err != nil && state != "":
+				log.FromContext(ctx).Info("Pre-hook failed in a pod that stopped meanwhile; snapshotting it as it is", "pod", t.pod, "state", state, "error", err.Error())
 				err = nil
 			case err != nil && t.hook.Continue:
 				log.FromContext(ctx).Info("Pre-hook failed; continuing as its on-error says", "pod", t.pod, "error", err.Error())
@@ -301,48 +322,46 @@ func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshott
 			}
 			mu.Lock()
 			errs = append(errs, err)
-			if stopped != "" {
-				q.NotRunning = append(q.NotRunning, fmt.Sprintf("pod %s (%s)", t.pod, stopped))
+			if state != "" {
+				stopped = append(stopped, fmt.Sprintf("pod %s (%s)", t.pod, state))
 			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	slices.Sort(q.NotRunning)
-	q.Thaw = func(tctx context.Context) error {
-		var tw sync.WaitGroup
-		terrs := make([]error, len(attempted))
-		for i, t := range attempted {
-			if len(t.hook.Post) == 0 {
-				continue
-			}
-			tw.Add(1)
-			go func() {
-				defer tw.Done()
-				terrs[i] = r.run(tctx, sts.Namespace, t, "post", t.hook.Post)
-			}()
+	return attempted, stopped, errors.Join(errs...)
+}
+
+// runPost runs the post-hooks of every attempted target in parallel, then ends
+// the record of what was owed: only the pods whose post-hook failed stay in it.
+func (r *Runner) runPost(ctx context.Context, sts *appsv1.StatefulSet, attempted []target, record *held) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(attempted))
+	for i, t := range attempted {
+		if len(t.hook.Post) == 0 {
+			continue
 		}
-		tw.Wait()
-		var failed []string
-		for i, err := range terrs {
-			if err != nil {
-				failed = append(failed, attempted[i].pod)
-			}
-		}
-		// The post-hooks have run; a record left behind only runs them again.
-		if err := record.end(tctx, failed); err != nil {
-			log.FromContext(tctx).Error(err, "Ending the record of post-hooks in flight")
-		}
-		if len(failed) == 0 {
-			return nil
-		}
-		return &snapshotter.ThawError{Pods: failed, Err: errors.Join(terrs...)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.run(ctx, sts.Namespace, t, "post", t.hook.Post)
+		}()
 	}
-	for _, t := range attempted {
-		q.Pods = append(q.Pods, t.pod)
+	wg.Wait()
+	var failed []string
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, attempted[i].pod)
+		}
 	}
-	slices.Sort(q.Pods)
-	return q, errors.Join(errs...)
+	// The post-hooks have run; a record left behind only runs them again.
+	if err := record.end(ctx, failed); err != nil {
+		log.FromContext(ctx).Error(err, "Ending the record of post-hooks in flight")
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return &snapshotter.ThawError{Pods: failed, Err: errors.Join(errs...)}
 }
 
 // StatusLag bounds how long a pod whose pre-hook failed is watched for its
