@@ -283,37 +283,7 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 		t.Events.Eventf(&sts, nil, corev1.EventTypeWarning, "PolicyUnreadable", "Thaw",
 			"Owed post-hooks are resolved from snapgate annotations that cannot be read: %s", errs.ToAggregate())
 	}
-	// In parallel: every one of these pods is quiesced until its post-hook runs.
-	keep := make([]bool, len(owing.Pods))
-	var wg sync.WaitGroup
-	for i, o := range owing.Pods {
-		wg.Go(func() {
-			tg, err := t.Runner.target(ctx, &sts, pol.Hooks, o.Pod)
-			switch {
-			case err != nil:
-				keep[i] = true
-				logger.Error(err, "Resolving an owed post-hook", "pod", o.Pod)
-			case tg == nil || !slices.Equal(tg.hook.Post, o.Post):
-				logger.Info("Owed post-hook no longer applies: the pod is gone or its hooks changed", "pod", o.Pod)
-			default:
-				if err := t.Runner.run(ctx, owing.Namespace, *tg, "post", tg.hook.Post); err != nil {
-					keep[i] = true
-					logger.Error(err, "Running an owed post-hook", "pod", o.Pod)
-					return
-				}
-				logger.Info("Ran a post-hook its holder never did", "pod", o.Pod)
-				t.event(&sts, o.Pod, corev1.EventTypeNormal, "OwedPostHookRan",
-					"Ran the post-hook in pod %s that snapgate replica %s owed and never ran (it stopped)", o.Pod, ptr.Deref(l.Spec.HolderIdentity, "?"))
-			}
-		})
-	}
-	wg.Wait()
-	var still []Owed
-	for i, o := range owing.Pods {
-		if keep[i] {
-			still = append(still, o)
-		}
-	}
+	still := t.runOwed(log.IntoContext(ctx, logger), &sts, pol.Hooks, owing, ptr.Deref(l.Spec.HolderIdentity, "?"))
 	if len(still) == 0 {
 		return t.drop(ctx, l)
 	}
@@ -328,6 +298,45 @@ func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 	// Held again for Retry, as its holder would: the next try comes then.
 	owing.Pods = still
 	return setOwing(ctx, t.Client, l, owing, t.now(), t.Retry)
+}
+
+// runOwed runs the owed post-hooks, in parallel: every one of these pods is
+// quiesced until its post-hook runs. It returns those still owed (failed, or
+// not resolved); one that no longer applies (the pod gone, its hooks changed)
+// is not owed any more.
+func (t *Thawer) runOwed(ctx context.Context, sts *appsv1.StatefulSet, h policy.Hooks, owing Owing, holder string) []Owed {
+	logger := log.FromContext(ctx)
+	keep := make([]bool, len(owing.Pods))
+	var wg sync.WaitGroup
+	for i, o := range owing.Pods {
+		wg.Go(func() {
+			tg, err := t.Runner.target(ctx, sts, h, o.Pod)
+			switch {
+			case err != nil:
+				keep[i] = true
+				logger.Error(err, "Resolving an owed post-hook", "pod", o.Pod)
+			case tg == nil || !slices.Equal(tg.hook.Post, o.Post):
+				logger.Info("Owed post-hook no longer applies: the pod is gone or its hooks changed", "pod", o.Pod)
+			default:
+				if err := t.Runner.run(ctx, owing.Namespace, *tg, "post", tg.hook.Post); err != nil {
+					keep[i] = true
+					logger.Error(err, "Running an owed post-hook", "pod", o.Pod)
+					return
+				}
+				logger.Info("Ran a post-hook its holder never did", "pod", o.Pod)
+				t.event(sts, o.Pod, corev1.EventTypeNormal, "OwedPostHookRan",
+					"Ran the post-hook in pod %s that snapgate replica %s owed and never ran (it stopped)", o.Pod, holder)
+			}
+		})
+	}
+	wg.Wait()
+	var still []Owed
+	for i, o := range owing.Pods {
+		if keep[i] {
+			still = append(still, o)
+		}
+	}
+	return still
 }
 
 func (t *Thawer) now() time.Time {

@@ -100,51 +100,62 @@ func CheckSet(sts *appsv1.StatefulSet, set string, snaps []snapv1.VolumeSnapshot
 	}
 	perOrdinal := map[int32]int{}
 	for i := range snaps {
-		vs := &snaps[i]
-		if vs.Labels[snapshotter.LabelStatefulSet] != snapshotter.LabelValue(sts.Name) {
-			return nil, refusef("snapshot %s of set %s belongs to statefulset %q, not %s", vs.Name, set, vs.Labels[snapshotter.LabelStatefulSet], sts.Name)
-		}
-		if vs.Annotations[snapshotter.AnnotationPodTemplate] != ann[snapshotter.AnnotationPodTemplate] ||
-			vs.Annotations[snapshotter.AnnotationReplicasBefore] != ann[snapshotter.AnnotationReplicasBefore] {
-			return nil, refusef("the snapshots of set %s disagree about the pod template or replica count they record (%s and %s): it is not one set", set, first.Name, vs.Name)
-		}
-		ord, err := strconv.ParseInt(vs.Labels[snapshotter.LabelOrdinal], 10, 32)
+		c, err := checkSnapshot(sts, set, &snaps[i], first, claims, bound)
 		if err != nil {
-			return nil, refusef("snapshot %s of set %s has no ordinal label %s", vs.Name, set, snapshotter.LabelOrdinal)
+			return nil, err
 		}
-		claim, ok := claims[vs.Labels[snapshotter.LabelClaim]]
-		if !ok {
-			return nil, refusef("snapshot %s of set %s is of claim template %q, which statefulset %s does not have", vs.Name, set, vs.Labels[snapshotter.LabelClaim], sts.Name)
-		}
-		pvc := snapshotter.ClaimName(claim, sts.Name, int32(ord))
-		if src := vs.Spec.Source.PersistentVolumeClaimName; src == nil || *src != pvc {
-			return nil, refusef("snapshot %s of set %s was not taken of PVC %s, the PVC of its claim template and ordinal", vs.Name, set, pvc)
-		}
-		if vs.DeletionTimestamp != nil {
-			return nil, refusef("snapshot %s of set %s is being deleted", vs.Name, set)
-		}
-		st := vs.Status
-		if st == nil || st.ReadyToUse == nil || !*st.ReadyToUse {
-			msg := "not ready to use yet"
-			if st != nil && st.Error != nil && st.Error.Message != nil {
-				msg = "failed: " + *st.Error.Message
-			}
-			return nil, refusef("snapshot %s of set %s is %s; roll back to a set whose snapshots are all ready", vs.Name, set, msg)
-		}
-		if err := bound(vs); err != nil {
-			return nil, refusef("snapshot %s of set %s: %v", vs.Name, set, err)
-		}
-		c := ClaimRestore{PVC: pvc, Snapshot: vs.Name, Ordinal: int32(ord), RestoreSize: st.RestoreSize}
-		if err := json.Unmarshal([]byte(vs.Annotations[snapshotter.AnnotationPVCSpec]), &c.Spec); err != nil {
-			return nil, refusef("snapshot %s of set %s has no readable PVC spec (%s)", vs.Name, set, snapshotter.AnnotationPVCSpec)
-		}
-		perOrdinal[int32(ord)]++
+		perOrdinal[c.Ordinal]++
 		r.Claims = append(r.Claims, c)
 	}
 	if missing := missingOrdinals(sts, r, first, perOrdinal); len(missing) > 0 {
 		return nil, refusef("set %s lacks snapshots of replicas %s (deleted since?); it cannot restore them", set, strings.Join(missing, ", "))
 	}
 	return r, nil
+}
+
+// checkSnapshot checks one snapshot of a set against the StatefulSet and the
+// set's first snapshot, and says which PVC it restores. claims maps label
+// values to the StatefulSet's claim templates.
+func checkSnapshot(sts *appsv1.StatefulSet, set string, vs, first *snapv1.VolumeSnapshot, claims map[string]string, bound func(*snapv1.VolumeSnapshot) error) (ClaimRestore, error) {
+	ann := first.Annotations
+	if vs.Labels[snapshotter.LabelStatefulSet] != snapshotter.LabelValue(sts.Name) {
+		return ClaimRestore{}, refusef("snapshot %s of set %s belongs to statefulset %q, not %s", vs.Name, set, vs.Labels[snapshotter.LabelStatefulSet], sts.Name)
+	}
+	if vs.Annotations[snapshotter.AnnotationPodTemplate] != ann[snapshotter.AnnotationPodTemplate] ||
+		vs.Annotations[snapshotter.AnnotationReplicasBefore] != ann[snapshotter.AnnotationReplicasBefore] {
+		return ClaimRestore{}, refusef("the snapshots of set %s disagree about the pod template or replica count they record (%s and %s): it is not one set", set, first.Name, vs.Name)
+	}
+	ord, err := strconv.ParseInt(vs.Labels[snapshotter.LabelOrdinal], 10, 32)
+	if err != nil {
+		return ClaimRestore{}, refusef("snapshot %s of set %s has no ordinal label %s", vs.Name, set, snapshotter.LabelOrdinal)
+	}
+	claim, ok := claims[vs.Labels[snapshotter.LabelClaim]]
+	if !ok {
+		return ClaimRestore{}, refusef("snapshot %s of set %s is of claim template %q, which statefulset %s does not have", vs.Name, set, vs.Labels[snapshotter.LabelClaim], sts.Name)
+	}
+	pvc := snapshotter.ClaimName(claim, sts.Name, int32(ord))
+	if src := vs.Spec.Source.PersistentVolumeClaimName; src == nil || *src != pvc {
+		return ClaimRestore{}, refusef("snapshot %s of set %s was not taken of PVC %s, the PVC of its claim template and ordinal", vs.Name, set, pvc)
+	}
+	if vs.DeletionTimestamp != nil {
+		return ClaimRestore{}, refusef("snapshot %s of set %s is being deleted", vs.Name, set)
+	}
+	st := vs.Status
+	if st == nil || st.ReadyToUse == nil || !*st.ReadyToUse {
+		msg := "not ready to use yet"
+		if st != nil && st.Error != nil && st.Error.Message != nil {
+			msg = "failed: " + *st.Error.Message
+		}
+		return ClaimRestore{}, refusef("snapshot %s of set %s is %s; roll back to a set whose snapshots are all ready", vs.Name, set, msg)
+	}
+	if err := bound(vs); err != nil {
+		return ClaimRestore{}, refusef("snapshot %s of set %s: %v", vs.Name, set, err)
+	}
+	c := ClaimRestore{PVC: pvc, Snapshot: vs.Name, Ordinal: int32(ord), RestoreSize: st.RestoreSize}
+	if err := json.Unmarshal([]byte(vs.Annotations[snapshotter.AnnotationPVCSpec]), &c.Spec); err != nil {
+		return ClaimRestore{}, refusef("snapshot %s of set %s has no readable PVC spec (%s)", vs.Name, set, snapshotter.AnnotationPVCSpec)
+	}
+	return c, nil
 }
 
 // missingOrdinals are the ordinals the set was taken for with fewer snapshots
