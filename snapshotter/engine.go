@@ -432,7 +432,7 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 	if e.Events != nil && len(plan.Snapshots) > 0 {
 		// Related to the set's first snapshot: the event library folds events
 		// of one object, reason and related object into one series.
-		e.Events.Eventf(plan.Change.Old, snapshotRef(plan.StatefulSet.Namespace, plan.Snapshots[0].Name), corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
+		e.Events.Eventf(plan.Change.Old, SnapshotRef(plan.StatefulSet.Namespace, plan.Snapshots[0].Name), corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
 			"Took snapshot set %s (%s, %s) before a %s change by %s%s", plan.Set, Count(prog.Total, "snapshot"), plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username, lacks(plan, prog))
 	}
 }

@@ -63,7 +63,8 @@ func (m *Metrics) setTaken(reason string, prog Progress) {
 	}
 }
 
-func (m *Metrics) setPruned() {
+// ObservePruned counts a pruned set.
+func (m *Metrics) ObservePruned() {
 	if m != nil {
 		m.setsPruned.Inc()
 	}

@@ -8,8 +8,12 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // SetInfo is one snapshot set of a StatefulSet, as its snapshots' labels and
@@ -109,4 +113,30 @@ func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet strin
 		return out[i].Name > out[j].Name
 	})
 	return out, nil
+}
+
+// SetRequest maps one of snapgate's snapshots to a request for its set: the
+// snapshot's namespace, and the set's name. Controllers that act on whole
+// sets (record, follow) key their work by it.
+func SetRequest(_ context.Context, o client.Object) []reconcile.Request {
+	set := o.GetLabels()[LabelSet]
+	if set == "" || o.GetLabels()[LabelManagedBy] != ManagedBy {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: set}}}
+}
+
+// StatefulSetMetadata is the metadata-only form in which snapgate's controllers
+// watch StatefulSets.
+func StatefulSetMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
+	return m
+}
+
+// SnapshotRef is a snapshot of a set, for an Event's related object: the event
+// library folds events of one object, reason and related object into one
+// series.
+func SnapshotRef(namespace, name string) *snapv1.VolumeSnapshot {
+	return &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 }

@@ -40,6 +40,8 @@ import (
 	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/hooks"
 	"github.com/snapgate/snapgate/snapshotter/policy"
+	"github.com/snapgate/snapgate/snapshotter/prune"
+	"github.com/snapgate/snapgate/snapshotter/record"
 	"github.com/snapgate/snapgate/snapshotter/rollback"
 	snapwebhook "github.com/snapgate/snapgate/webhook"
 )
@@ -114,9 +116,9 @@ func NewServeOptions() *ServeOptions {
 		MetricsAddr:          ":8080",
 		ProbeAddr:            ":8081",
 		LeaderElect:          true,
-		RecordGrace:          snapshotter.DefaultRecordGrace,
-		Keep:                 snapshotter.DefaultKeep,
-		UnadmittedGrace:      snapshotter.DefaultUnadmittedGrace,
+		RecordGrace:          record.DefaultGrace,
+		Keep:                 prune.DefaultKeep,
+		UnadmittedGrace:      prune.DefaultUnadmittedGrace,
 		KubeAPIQPS:           50,
 		KubeAPIBurst:         100,
 	}
@@ -222,33 +224,73 @@ func Scheme() *runtime.Scheme {
 // Serve runs snapgate until ctx ends.
 func Serve(ctx context.Context, o *ServeOptions) error {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(o.Development)))
-	log := ctrl.Log.WithName("serve")
-
 	cfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
-	var caPEM []byte
-	certOpts := o.certOptions()
-	if o.SelfSigned {
-		if caPEM, err = certs.Ensure(certOpts); err != nil {
-			return fmt.Errorf("self-signed certificate: %w", err)
-		}
+	caPEM, rotator, err := o.certificates(ctx, cfg)
+	if err != nil {
+		return err
 	}
-	var rotator *certs.Rotator
-	if o.CertSecret != "" {
-		if rotator, err = o.rotator(cfg, certOpts); err != nil {
-			return err
-		}
-		// The webhook server needs a certificate in its directory to start.
-		if _, err := rotator.Sync(ctx); err != nil {
-			return fmt.Errorf("built-in certificate: %w", err)
-		}
+	mgr, err := ctrl.NewManager(cfg, o.managerOptions())
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
 	}
+	engineMetrics, err := snapshotter.NewMetrics(metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	runner, err := o.hookRunner(cfg, mgr, engineMetrics)
+	if err != nil {
+		return err
+	}
+	engine, err := newEngine(ctx, mgr, runner, engineMetrics)
+	if err != nil {
+		return err
+	}
+	if err := o.serveWebhooks(mgr, engine); err != nil {
+		return err
+	}
+	if err := o.setupControllers(mgr, engine, runner, engineMetrics); err != nil {
+		return err
+	}
+	if err := o.addRunnables(mgr, caPEM, rotator); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("serve").Info("Starting", "webhook", net.JoinHostPort(o.WebhookHost, strconv.Itoa(o.WebhookPort)), "budget", o.Budget)
+	return mgr.Start(ctx)
+}
 
+// certificates makes sure there is a serving certificate to start with: one
+// generated here (--self-signed, whose CA it returns for the registration), or
+// the Secret's (--cert-secret, whose rotator keeps it current).
+func (o *ServeOptions) certificates(ctx context.Context, cfg *rest.Config) ([]byte, *certs.Rotator, error) {
+	certOpts := o.certOptions()
+	var caPEM []byte
+	if o.SelfSigned {
+		var err error
+		if caPEM, err = certs.Ensure(certOpts); err != nil {
+			return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
+		}
+	}
+	if o.CertSecret == "" {
+		return caPEM, nil, nil
+	}
+	rotator, err := o.rotator(cfg, certOpts)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The webhook server needs a certificate in its directory to start.
+	if _, err := rotator.Sync(ctx); err != nil {
+		return nil, nil, fmt.Errorf("built-in certificate: %w", err)
+	}
+	return caPEM, rotator, nil
+}
+
+func (o *ServeOptions) managerOptions() ctrl.Options {
 	managedBy := labels.SelectorFromSet(labels.Set{snapshotter.LabelManagedBy: snapshotter.ManagedBy})
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	return ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
@@ -269,9 +311,8 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 			ByObject: map[client.Object]cache.ByObject{
 				&snapv1.VolumeSnapshot{}:          {Label: managedBy},
 				snapshotter.StatefulSetMetadata(): {Transform: keepSnapgateAnnotations},
-				// The rollback controller wakes on deleted pods and PVCs.
-				rollback.PodMetadata():   {Transform: rollback.KeepOwnership},
-				rollback.ClaimMetadata(): {Transform: rollback.KeepOwnership},
+				rollback.PodMetadata():            {Transform: rollback.KeepOwnership},
+				rollback.ClaimMetadata():          {Transform: rollback.KeepOwnership},
 				// Of the Leases, only the in-flight records in snapgate's namespace.
 				&coordinationv1.Lease{}: {
 					Namespaces: map[string]cache.Config{o.Namespace: {}},
@@ -284,53 +325,47 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 			&appsv1.StatefulSet{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &corev1.Namespace{}, &corev1.Pod{},
 			&snapv1.VolumeSnapshotClass{},
 		}}},
-	})
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
 	}
+}
 
-	tracker := snapshotter.NewTracker()
-	inf, err := mgr.GetCache().GetInformer(ctx, &snapv1.VolumeSnapshot{})
-	if err != nil {
-		return fmt.Errorf("watch VolumeSnapshots: %w", err)
-	}
-	if err := tracker.Register(inf); err != nil {
-		return err
-	}
-	engineMetrics, err := snapshotter.NewMetrics(metrics.Registry)
-	if err != nil {
-		return fmt.Errorf("register metrics: %w", err)
-	}
+// hookRunner runs hooks through exec, and records the post-hooks it owes
+// under a name of this replica's own.
+func (o *ServeOptions) hookRunner(cfg *rest.Config, mgr ctrl.Manager, m *snapshotter.Metrics) (*hooks.Runner, error) {
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("create clientset: %w", err)
+		return nil, fmt.Errorf("create clientset: %w", err)
 	}
 	identity, err := os.Hostname()
 	if err != nil {
-		return fmt.Errorf("name this replica: %w", err)
+		return nil, fmt.Errorf("name this replica: %w", err)
 	}
-	runner := &hooks.Runner{
-		Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient(), Metrics: engineMetrics,
+	return &hooks.Runner{
+		Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient(), Metrics: m,
 		InFlight: &hooks.InFlight{
 			Client: mgr.GetClient(), Namespace: o.Namespace, Duration: hooks.InFlightDuration,
 			Identity: identity + "_" + string(uuid.NewUUID()),
 		},
+	}, nil
+}
+
+// newEngine is the engine the guard and the controllers share, its waits
+// woken by the manager's VolumeSnapshot informer.
+func newEngine(ctx context.Context, mgr ctrl.Manager, runner *hooks.Runner, m *snapshotter.Metrics) (*snapshotter.Engine, error) {
+	tracker := snapshotter.NewTracker()
+	inf, err := mgr.GetCache().GetInformer(ctx, &snapv1.VolumeSnapshot{})
+	if err != nil {
+		return nil, fmt.Errorf("watch VolumeSnapshots: %w", err)
 	}
-	if err := (&hooks.Thawer{
-		Runner: runner, Client: mgr.GetClient(), Retry: hooks.InFlightDuration, GiveUp: 10 * time.Minute,
-		Events: mgr.GetEventRecorder("snapgate"),
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up thawer: %w", err)
+	if err := tracker.Register(inf); err != nil {
+		return nil, err
 	}
-	engine := &snapshotter.Engine{
-		Client:    mgr.GetClient(),
-		Reader:    mgr.GetAPIReader(),
-		Snapshots: mgr.GetCache(),
-		Changes:   tracker,
-		Hooks:     runner,
-		Events:    mgr.GetEventRecorder("snapgate"),
-		Metrics:   engineMetrics,
-	}
+	return &snapshotter.Engine{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Snapshots: mgr.GetCache(), Changes: tracker,
+		Hooks: runner, Events: mgr.GetEventRecorder("snapgate"), Metrics: m,
+	}, nil
+}
+
+func (o *ServeOptions) serveWebhooks(mgr ctrl.Manager, engine *snapshotter.Engine) error {
 	guardMetrics, err := snapwebhook.NewMetrics(metrics.Registry)
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
@@ -341,26 +376,38 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 		Engine: engine, Reader: mgr.GetAPIReader(), Decoder: decoder, Budget: o.Budget, Metrics: guardMetrics,
 	}})
 	srv.Register(snapwebhook.ValidatePath, &webhook.Admission{Handler: &snapwebhook.Validator{Decoder: decoder}})
+	return nil
+}
 
-	if err := (&snapshotter.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Grace: o.RecordGrace}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up recorder: %w", err)
-	}
+// setupControllers registers the controllers; they run on the elected leader.
+func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.Engine, runner *hooks.Runner, m *snapshotter.Metrics) error {
+	events := mgr.GetEventRecorder("snapgate")
 	rollbackMetrics, err := rollback.NewMetrics(metrics.Registry)
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	if err := (&rollback.Controller{
-		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine,
-		Events: mgr.GetEventRecorder("snapgate"), Metrics: rollbackMetrics,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up rollback controller: %w", err)
+	for _, c := range []struct {
+		name string
+		c    interface{ SetupWithManager(ctrl.Manager) error }
+	}{
+		{"thawer", &hooks.Thawer{Runner: runner, Client: mgr.GetClient(), Retry: hooks.InFlightDuration, GiveUp: 10 * time.Minute, Events: events}},
+		{"recorder", &record.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Grace: o.RecordGrace}},
+		{"rollback controller", &rollback.Controller{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Events: events, Metrics: rollbackMetrics,
+		}},
+		{"pruner", &prune.Pruner{Client: mgr.GetClient(), Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace, Events: events, Metrics: m}},
+	} {
+		if err := c.c.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up %s: %w", c.name, err)
+		}
 	}
-	if err := (&snapshotter.Pruner{
-		Client: mgr.GetClient(), Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace,
-		Events: mgr.GetEventRecorder("snapgate"), Metrics: engineMetrics,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up pruner: %w", err)
-	}
+	return nil
+}
+
+// addRunnables adds the probes, the certificate rotator and, for local runs,
+// the registration of the webhook configurations.
+func (o *ServeOptions) addRunnables(mgr ctrl.Manager, caPEM []byte, rotator *certs.Rotator) error {
+	srv := mgr.GetWebhookServer()
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -372,16 +419,13 @@ func Serve(ctx context.Context, o *ServeOptions) error {
 			return err
 		}
 	}
-	if o.RegisterURL != "" {
-		mutating, validating := snapwebhook.Configurations(snapwebhook.ConfigOptions{
-			Name: o.WebhookConfiguration, Namespace: o.Namespace, URL: o.RegisterURL, CABundle: caPEM, TimeoutSeconds: int32(o.WebhookTimeout / time.Second),
-		})
-		if err := mgr.Add(&registration{client: mgr.GetClient(), ready: srv.StartedChecker(), objs: []client.Object{mutating, validating}}); err != nil {
-			return err
-		}
+	if o.RegisterURL == "" {
+		return nil
 	}
-	log.Info("Starting", "webhook", net.JoinHostPort(o.WebhookHost, strconv.Itoa(o.WebhookPort)), "budget", o.Budget)
-	return mgr.Start(ctx)
+	mutating, validating := snapwebhook.Configurations(snapwebhook.ConfigOptions{
+		Name: o.WebhookConfiguration, Namespace: o.Namespace, URL: o.RegisterURL, CABundle: caPEM, TimeoutSeconds: int32(o.WebhookTimeout / time.Second),
+	})
+	return mgr.Add(&registration{client: mgr.GetClient(), ready: srv.StartedChecker(), objs: []client.Object{mutating, validating}})
 }
 
 // keepSnapgateAnnotations drops every annotation but snapgate's from a cached

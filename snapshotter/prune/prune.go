@@ -1,4 +1,4 @@
-package snapshotter
+package prune
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
 
@@ -53,7 +53,7 @@ type Pruner struct {
 	// Events records each pruned set on its StatefulSet.
 	Events events.EventRecorder
 	// Metrics, when set, counts pruned sets.
-	Metrics *Metrics
+	Metrics *snapshotter.Metrics
 	// Clock tells the time; the real clock when nil.
 	Clock clock.PassiveClock
 }
@@ -72,7 +72,7 @@ func (p *Pruner) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pruner").
 		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(statefulSetRequest)).
-		WatchesMetadata(StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(changed)).
+		WatchesMetadata(snapshotter.StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(changed)).
 		Complete(p)
 }
 
@@ -87,17 +87,9 @@ func PruneMayChange(old, updated client.Object) bool {
 		old.GetGeneration() != updated.GetGeneration()
 }
 
-// StatefulSetMetadata is the metadata-only form in which snapgate's controllers
-// watch StatefulSets.
-func StatefulSetMetadata() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
-	return m
-}
-
 func statefulSetRequest(_ context.Context, o client.Object) []reconcile.Request {
-	sts := o.GetLabels()[LabelStatefulSet]
-	if sts == "" || o.GetLabels()[LabelManagedBy] != ManagedBy {
+	sts := o.GetLabels()[snapshotter.LabelStatefulSet]
+	if sts == "" || o.GetLabels()[snapshotter.LabelManagedBy] != snapshotter.ManagedBy {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: sts}}}
@@ -108,12 +100,12 @@ func statefulSetRequest(_ context.Context, o client.Object) []reconcile.Request 
 // snapshots, so the many snapshot events of a set being taken cost the API
 // server nothing.
 func (p *Pruner) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	sts := StatefulSetMetadata()
+	sts := snapshotter.StatefulSetMetadata()
 	if err := p.Client.Get(ctx, req.NamespacedName, sts); err != nil {
 		// Gone: its sets are all that is left of its data.
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	sets, err := ListSets(ctx, p.Client, sts.Namespace, sts.Name)
+	sets, err := snapshotter.ListSets(ctx, p.Client, sts.Namespace, sts.Name)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -137,7 +129,7 @@ type Pruned struct {
 // being taken, or one that failed, never pushes a good one out. While a set is
 // being taken nothing is pruned, so that pruning never competes with it (its
 // readiness brings the Pruner back). requeue is when the next grace ends.
-func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo) (prune []Pruned, requeue time.Duration) {
+func (p *Pruner) PlanPrune(sts metav1.Object, sets []snapshotter.SetInfo) (prune []Pruned, requeue time.Duration) {
 	ann := sts.GetAnnotations()
 	pol, _ := policy.ParseAnnotations(map[string]string{policy.Keep: ann[policy.Keep]})
 	keep := pol.Keep
@@ -153,7 +145,7 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo) (prune []Pruned, r
 	if st, ok := policy.ParseRollbackState(ann); ok && st.InProgress() {
 		protected[st.Request], protected[st.Set], protected[st.SafetySet] = true, true, true
 	}
-	later := func(s SetInfo) bool {
+	later := func(s snapshotter.SetInfo) bool {
 		wait := p.unadmittedGrace() - p.now().Sub(s.Created)
 		if wait > 0 && (requeue == 0 || wait < requeue) {
 			requeue = wait
@@ -206,20 +198,20 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []SetInfo) (prune []Pruned, r
 // a change that lands moves the StatefulSet past the generation recorded on
 // the set (a delete that lands removes it, and its sets are not pruned). Sets
 // taken on demand or by a rollback are for no change.
-func (p *Pruner) unadmitted(sts metav1.Object, s SetInfo) bool {
+func (p *Pruner) unadmitted(sts metav1.Object, s snapshotter.SetInfo) bool {
 	if !slices.Contains([]string{string(policy.ReasonTemplate), string(policy.ReasonRestart), string(policy.ReasonScaleDown), string(policy.ReasonDelete)}, s.Reason) {
 		return false
 	}
 	return s.Generation == sts.GetGeneration()
 }
 
-func (p *Pruner) deleteSet(ctx context.Context, sts *metav1.PartialObjectMetadata, d Pruned, sets []SetInfo) error {
+func (p *Pruner) deleteSet(ctx context.Context, sts *metav1.PartialObjectMetadata, d Pruned, sets []snapshotter.SetInfo) error {
 	err := p.Client.DeleteAllOf(ctx, &snapv1.VolumeSnapshot{}, client.InNamespace(sts.Namespace),
-		client.MatchingLabels{LabelSet: d.Set, LabelManagedBy: ManagedBy})
+		client.MatchingLabels{snapshotter.LabelSet: d.Set, snapshotter.LabelManagedBy: snapshotter.ManagedBy})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("prune set %s of statefulset %s/%s: %w", d.Set, sts.Namespace, sts.Name, err)
 	}
-	p.Metrics.setPruned()
+	p.Metrics.ObservePruned()
 	log.FromContext(ctx).Info("Snapshot set pruned", "statefulSet", client.ObjectKeyFromObject(sts), "set", d.Set, "why", d.Why)
 	if p.Events != nil {
 		// Related to the set, or the event library folds every prune of this
@@ -228,18 +220,13 @@ func (p *Pruner) deleteSet(ctx context.Context, sts *metav1.PartialObjectMetadat
 		for _, s := range sets {
 			for _, name := range s.Snapshot {
 				if s.Name == d.Set && related == nil {
-					related = snapshotRef(sts.Namespace, name)
+					related = snapshotter.SnapshotRef(sts.Namespace, name)
 				}
 			}
 		}
 		p.Events.Eventf(sts, related, corev1.EventTypeNormal, "SnapshotSetPruned", "Prune", "Deleted snapshot set %s: %s", d.Set, d.Why)
 	}
 	return nil
-}
-
-// snapshotRef is a snapshot of a set, for an Event's related object.
-func snapshotRef(namespace, name string) *snapv1.VolumeSnapshot {
-	return &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 }
 
 func (p *Pruner) keep() int {

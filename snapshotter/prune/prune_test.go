@@ -1,4 +1,4 @@
-package snapshotter
+package prune
 
 import (
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
 
@@ -21,10 +22,10 @@ func TestPlanPrune(t *testing.T) {
 		return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "pg", UID: "uid", Generation: gen, Annotations: ann}}
 	}
 	// set builds sets newest first: name, reason, generation, age.
-	set := func(name, reason string, gen int64, age time.Duration) SetInfo {
-		return SetInfo{Name: name, Reason: reason, Generation: gen, Created: now.Add(-age)}
+	set := func(name, reason string, gen int64, age time.Duration) snapshotter.SetInfo {
+		return snapshotter.SetInfo{Name: name, Reason: reason, Generation: gen, Created: now.Add(-age)}
 	}
-	ours := func(sets []SetInfo, others ...string) map[string]string {
+	ours := func(sets []snapshotter.SetInfo, others ...string) map[string]string {
 		m := map[string]string{}
 		for _, s := range sets {
 			m[s.Name] = "uid"
@@ -34,13 +35,13 @@ func TestPlanPrune(t *testing.T) {
 		}
 		return m
 	}
-	history := []SetInfo{
+	history := []snapshotter.SetInfo{
 		set("s6", "template", 6, time.Hour), set("s5", "manual", 5, 2*time.Hour), set("s4", "scale-down", 4, 3*time.Hour),
 		set("s3", "template", 3, 4*time.Hour), set("s2", "rollback", 2, 5*time.Hour), set("s1", "template", 1, 6*time.Hour),
 	}
 	tests := map[string]struct {
 		sts     *appsv1.StatefulSet
-		sets    []SetInfo
+		sets    []snapshotter.SetInfo
 		uids    map[string]string
 		want    string
 		requeue time.Duration
@@ -55,9 +56,9 @@ func TestPlanPrune(t *testing.T) {
 		},
 		"restarts never push out the newest set taken before an upgrade": {
 			sts: sts(9, nil),
-			sets: []SetInfo{set("r4", "restart", 8, time.Minute), set("r3", "restart", 7, 2*time.Minute), set("r2", "restart", 6, 3*time.Minute),
+			sets: []snapshotter.SetInfo{set("r4", "restart", 8, time.Minute), set("r3", "restart", 7, 2*time.Minute), set("r2", "restart", 6, 3*time.Minute),
 				set("r1", "restart", 5, 4*time.Minute), set("u2", "template", 4, time.Hour), set("u1", "template", 3, 2*time.Hour)},
-			uids: ours([]SetInfo{{Name: "r4"}, {Name: "r3"}, {Name: "r2"}, {Name: "r1"}, {Name: "u2"}, {Name: "u1"}}), want: "r1 u1",
+			uids: ours([]snapshotter.SetInfo{{Name: "r4"}, {Name: "r3"}, {Name: "r2"}, {Name: "r1"}, {Name: "u2"}, {Name: "u1"}}), want: "r1 u1",
 		},
 		"a set asked for by rollback-to is kept": {
 			sts: sts(7, map[string]string{policy.RollbackTo: "s1"}), sets: history, uids: ours(history), want: "s3 s2",
@@ -67,32 +68,32 @@ func TestPlanPrune(t *testing.T) {
 		},
 		"a set whose change never landed goes after the grace, and does not count": {
 			sts:  sts(6, nil),
-			sets: []SetInfo{set("new", "template", 6, 11*time.Minute), set("a", "template", 5, time.Hour), set("b", "template", 4, time.Hour), set("c", "template", 3, time.Hour)},
-			uids: ours([]SetInfo{{Name: "new"}, {Name: "a"}, {Name: "b"}, {Name: "c"}}), want: "new",
+			sets: []snapshotter.SetInfo{set("new", "template", 6, 11*time.Minute), set("a", "template", 5, time.Hour), set("b", "template", 4, time.Hour), set("c", "template", 3, time.Hour)},
+			uids: ours([]snapshotter.SetInfo{{Name: "new"}, {Name: "a"}, {Name: "b"}, {Name: "c"}}), want: "new",
 		},
 		"a set whose change may still land is kept until the grace ends": {
 			sts:  sts(6, nil),
-			sets: []SetInfo{set("new", "scale-down", 6, 4*time.Minute), set("a", "template", 5, time.Hour)},
-			uids: ours([]SetInfo{{Name: "new"}, {Name: "a"}}), want: "", requeue: 6 * time.Minute,
+			sets: []snapshotter.SetInfo{set("new", "scale-down", 6, 4*time.Minute), set("a", "template", 5, time.Hour)},
+			uids: ours([]snapshotter.SetInfo{{Name: "new"}, {Name: "a"}}), want: "", requeue: 6 * time.Minute,
 		},
 		"a delete's set, ready just before the delete is admitted, prunes nothing": {
-			sts: sts(7, nil), sets: append([]SetInfo{set("d", "delete", 7, time.Second)}, history[:3]...),
-			uids: ours(append([]SetInfo{{Name: "d"}}, history[:3]...)), want: "", requeue: 10*time.Minute - time.Second,
+			sts: sts(7, nil), sets: append([]snapshotter.SetInfo{set("d", "delete", 7, time.Second)}, history[:3]...),
+			uids: ours(append([]snapshotter.SetInfo{{Name: "d"}}, history[:3]...)), want: "", requeue: 10*time.Minute - time.Second,
 		},
 		"nothing is pruned while a set is being taken": {
-			sts: sts(7, nil), sets: append([]SetInfo{{Name: "s7", Reason: "template", Generation: 7, Created: now, Snapshots: 2, Ready: 1}}, history...),
-			uids: ours(append([]SetInfo{{Name: "s7"}}, history...)), want: "",
+			sts: sts(7, nil), sets: append([]snapshotter.SetInfo{{Name: "s7", Reason: "template", Generation: 7, Created: now, Snapshots: 2, Ready: 1}}, history...),
+			uids: ours(append([]snapshotter.SetInfo{{Name: "s7"}}, history...)), want: "",
 		},
 		"failed and slow sets push no ready set out; a failed one goes after the grace": {
 			sts: sts(7, nil),
-			sets: append([]SetInfo{
+			sets: append([]snapshotter.SetInfo{
 				{Name: "failed", Reason: "manual", Generation: 7, Created: now.Add(-11 * time.Minute), Snapshots: 2, Failed: "x: quota"},
 				{Name: "uploading", Reason: "manual", Generation: 7, Created: now.Add(-11 * time.Minute), Snapshots: 2, Ready: 1},
 			}, history...),
-			uids: ours(append([]SetInfo{{Name: "failed"}, {Name: "uploading"}}, history...)), want: "failed s3 s2 s1",
+			uids: ours(append([]snapshotter.SetInfo{{Name: "failed"}, {Name: "uploading"}}, history...)), want: "failed s3 s2 s1",
 		},
 		"a set taken on demand at the current generation is not unadmitted": {
-			sts: sts(6, nil), sets: []SetInfo{set("m", "manual", 6, time.Hour)}, uids: ours([]SetInfo{{Name: "m"}}), want: "",
+			sts: sts(6, nil), sets: []snapshotter.SetInfo{set("m", "manual", 6, time.Hour)}, uids: ours([]snapshotter.SetInfo{{Name: "m"}}), want: "",
 		},
 	}
 	for name, tc := range tests {

@@ -1,4 +1,4 @@
-package snapshotter
+package record
 
 import (
 	"context"
@@ -20,13 +20,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
 
-// DefaultRecordGrace is how long the Recorder waits for a change to be stored
+// DefaultGrace is how long the Recorder waits for a change to be stored
 // before it decides the change was never admitted (it lost a conflict, or another
 // webhook denied it).
-const DefaultRecordGrace = 2 * time.Minute
+const DefaultGrace = 2 * time.Minute
 
 // Recorder writes the record of a set (snapgate.io/last-*) onto its StatefulSet
 // when the change could not carry it: a scale through the scale subresource is
@@ -38,7 +39,7 @@ type Recorder struct {
 	Client client.Client
 	// Reader reads StatefulSets from the API server, uncached.
 	Reader client.Reader
-	// Grace is how long to wait for the change; DefaultRecordGrace when zero.
+	// Grace is how long to wait for the change; DefaultGrace when zero.
 	Grace time.Duration
 	// Clock tells the time; the real clock when nil.
 	Clock clock.PassiveClock
@@ -49,31 +50,23 @@ var _ reconcile.Reconciler = (*Recorder)(nil)
 // SetupWithManager registers the Recorder on snapshots that wait for a record.
 func (r *Recorder) SetupWithManager(mgr ctrl.Manager) error {
 	pending := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetAnnotations()[AnnotationRecordPending] == "true"
+		return o.GetAnnotations()[snapshotter.AnnotationRecordPending] == "true"
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("recorder").
-		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(setRequest), builder.WithPredicates(pending)).
+		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(snapshotter.SetRequest), builder.WithPredicates(pending)).
 		Complete(r)
-}
-
-func setRequest(_ context.Context, o client.Object) []reconcile.Request {
-	set := o.GetLabels()[LabelSet]
-	if set == "" {
-		return nil
-	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: set}}}
 }
 
 // Reconcile records one set on its StatefulSet, or gives up on it after the grace.
 func (r *Recorder) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var list snapv1.VolumeSnapshotList
-	if err := r.Client.List(ctx, &list, client.InNamespace(req.Namespace), client.MatchingLabels{LabelSet: req.Name}); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(req.Namespace), client.MatchingLabels{snapshotter.LabelSet: req.Name}); err != nil {
 		return reconcile.Result{}, fmt.Errorf("list snapshots of set %s: %w", req.Name, err)
 	}
 	var pending []*snapv1.VolumeSnapshot
 	for i := range list.Items {
-		if list.Items[i].Annotations[AnnotationRecordPending] == "true" {
+		if list.Items[i].Annotations[snapshotter.AnnotationRecordPending] == "true" {
 			pending = append(pending, &list.Items[i])
 		}
 	}
@@ -84,16 +77,16 @@ func (r *Recorder) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	log := log.FromContext(ctx).WithValues("set", req.Name)
 
 	var sts appsv1.StatefulSet
-	err := r.Reader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: first.Labels[LabelStatefulSet]}, &sts)
-	if apierrors.IsNotFound(err) || (err == nil && string(sts.UID) != first.Annotations[AnnotationStatefulSetUID]) {
+	err := r.Reader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: first.Labels[snapshotter.LabelStatefulSet]}, &sts)
+	if apierrors.IsNotFound(err) || (err == nil && string(sts.UID) != first.Annotations[snapshotter.AnnotationStatefulSetUID]) {
 		log.Info("StatefulSet of set is gone; not recording it")
 		return reconcile.Result{}, r.clearPending(ctx, pending)
 	}
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("get statefulset of set %s: %w", req.Name, err)
 	}
-	after, _ := strconv.Atoi(first.Annotations[AnnotationReplicasAfter])
-	if Replicas(&sts) != int32(after) {
+	after, _ := strconv.Atoi(first.Annotations[snapshotter.AnnotationReplicasAfter])
+	if snapshotter.Replicas(&sts) != int32(after) {
 		age := r.now().Sub(first.CreationTimestamp.Time)
 		if age > r.grace() {
 			log.Info("Change of set was never stored; not recording it", "statefulSet", client.ObjectKeyFromObject(&sts), "waited", age)
@@ -111,7 +104,7 @@ func (r *Recorder) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	}
 	snaps, _ := json.Marshal(byPVC)
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		policy.LastSet: req.Name, policy.LastSnapshots: string(snaps), policy.LastReason: first.Annotations[AnnotationReason],
+		policy.LastSet: req.Name, policy.LastSnapshots: string(snaps), policy.LastReason: first.Annotations[snapshotter.AnnotationReason],
 	}}})
 	if err := r.Client.Patch(ctx, &sts, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return reconcile.Result{}, fmt.Errorf("record set %s on statefulset %s/%s: %w", req.Name, sts.Namespace, sts.Name, err)
@@ -121,7 +114,7 @@ func (r *Recorder) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 }
 
 func (r *Recorder) clearPending(ctx context.Context, snaps []*snapv1.VolumeSnapshot) error {
-	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, AnnotationRecordPending))
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, snapshotter.AnnotationRecordPending))
 	for _, vs := range snaps {
 		if err := r.Client.Patch(ctx, vs, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("clear record mark of snapshot %s/%s: %w", vs.Namespace, vs.Name, err)
@@ -134,7 +127,7 @@ func (r *Recorder) grace() time.Duration {
 	if r.Grace > 0 {
 		return r.Grace
 	}
-	return DefaultRecordGrace
+	return DefaultGrace
 }
 
 func (r *Recorder) now() time.Time {
