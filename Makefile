@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all demo bench deps build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet chart-golden
+.PHONY: all demo bench deps build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet generate generated chart-golden
 
 all: build
 
@@ -66,8 +66,15 @@ bench: run
 stack-tools:
 	@e2e/stack/build-tools.sh >/dev/null
 
-## lint: gofmt and go vet, including the e2e-tagged files
-lint: fmt vet
+## generate: write the chart's webhook configurations from webhook.Configurations
+generate:
+	go run ./cmd/chartgen
+
+## lint: gofmt, go vet (including the e2e-tagged files), and the generated chart up to date
+lint: fmt vet generated
+
+generated:
+	go run ./cmd/chartgen -check
 
 fmt:
 	@bad=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
