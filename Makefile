@@ -28,6 +28,7 @@ unit:
 
 ## e2e: the end-to-end tests on the local stack, with snapgate running (short budget)
 e2e: export SNAPGATE_BUDGET := 8s
+e2e: export SNAPGATE_READY_DEADLINE := 20s
 e2e: deps run
 	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
 

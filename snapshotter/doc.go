@@ -12,7 +12,7 @@
 // budget); VolumeSnapshots are read from a cache of snapgate's own.
 //
 // Its controllers live one per package below it: record (the record of a set
-// a scale could not carry), prune (retention), rollback (restores), and the
-// hooks' Thawer in hooks; the annotations users set are parsed in policy, the
-// built-in hooks are presets.
+// a scale could not carry), prune (retention), follow (sets followed to ready
+// after admission), rollback (restores), and the hooks' Thawer in hooks; the
+// annotations users set are parsed in policy, the built-in hooks are presets.
 package snapshotter

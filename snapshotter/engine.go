@@ -319,6 +319,9 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 	if plan.Change.RecordPending {
 		ann[AnnotationRecordPending] = "true"
 	}
+	if plan.WaitFor == policy.WaitCut {
+		ann[AnnotationWaitFor] = string(policy.WaitCut)
+	}
 	if len(plan.LeftOut) > 0 {
 		pvcs := make([]string, len(plan.LeftOut))
 		for i, l := range plan.LeftOut {
@@ -409,6 +412,15 @@ func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 		}
 	}
 	return prog, nil
+}
+
+// Failure is the error the CSI driver reported for a snapshot, if it has one
+// that ends the snapshot (not a transient one).
+func Failure(vs *snapv1.VolumeSnapshot) (string, bool) {
+	if st := vs.Status; st != nil && st.Error != nil && st.Error.Message != nil && !transient(*st.Error.Message) {
+		return *st.Error.Message, true
+	}
+	return "", false
 }
 
 // transient tells a snapshot error that the snapshot controller clears by itself

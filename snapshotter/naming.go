@@ -53,6 +53,20 @@ const (
 	// AnnotationLeftOut lists (comma-separated) the affected PVCs the set does
 	// not have because they held no data: a rollback leaves them as they are.
 	AnnotationLeftOut = policy.Prefix + "left-out"
+	// AnnotationWaitFor is on the snapshots of a set whose change was admitted
+	// once it was cut ("cut"): it is followed to ready after admission.
+	AnnotationWaitFor = policy.Prefix + "wait-for"
+	// AnnotationFollowed is what following the set to ready found: "ready"
+	// (of a set admitted at cut), "failed" or "overdue" (not ready by the
+	// ready deadline). It is written once per finding, so that each is told once.
+	AnnotationFollowed = policy.Prefix + "followed"
+)
+
+// Findings of following a set to ready (AnnotationFollowed).
+const (
+	FollowedReady   = "ready"
+	FollowedFailed  = "failed"
+	FollowedOverdue = "overdue"
 )
 
 // Kubernetes name limits.

@@ -36,6 +36,10 @@ type SetInfo struct {
 	// StatefulSetUID is the UID of the StatefulSet the set was taken of: an
 	// earlier one of the same name has another.
 	StatefulSetUID string `json:"statefulSetUID,omitempty"`
+	// WaitFor is "cut" for a set whose change was admitted once it was cut.
+	WaitFor string `json:"waitFor,omitempty"`
+	// Overdue is set when the set was not ready by the ready deadline.
+	Overdue bool `json:"overdue,omitempty"`
 }
 
 // TakenAt is when a snapshot's set was started, to the nanosecond where
@@ -84,6 +88,12 @@ func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet strin
 			s.Created = created
 		}
 		s.Snapshots++
+		if vs.Annotations[AnnotationWaitFor] != "" {
+			s.WaitFor = vs.Annotations[AnnotationWaitFor]
+		}
+		if vs.Annotations[AnnotationFollowed] == FollowedOverdue {
+			s.Overdue = true
+		}
 		if src := vs.Spec.Source.PersistentVolumeClaimName; src != nil {
 			s.Snapshot[*src] = vs.Name
 		}
@@ -94,8 +104,8 @@ func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet strin
 			if st.RestoreSize != nil {
 				s.Size.Add(*st.RestoreSize)
 			}
-			if st.Error != nil && st.Error.Message != nil && s.Failed == "" && !transient(*st.Error.Message) {
-				s.Failed = vs.Name + ": " + *st.Error.Message
+			if msg, failed := Failure(vs); failed && s.Failed == "" {
+				s.Failed = vs.Name + ": " + msg
 			}
 		}
 	}

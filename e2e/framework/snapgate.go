@@ -79,6 +79,54 @@ func (c *Cluster) Budget(t testing.TB) time.Duration {
 	return d
 }
 
+// ReadyDeadline is how long the running snapgate lets a set be not ready
+// before it tells it overdue.
+func (c *Cluster) ReadyDeadline(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Dir, "snapgate.ready-deadline"))
+	if err != nil {
+		t.Fatalf("snapgate is not running against the stack with a ready deadline (%v): run `make run` first", err)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("snapgate ready deadline %q: %v", b, err)
+	}
+	return d
+}
+
+// Metric is the sum of a metric's samples whose labels contain every one of
+// labels (e.g. `finding="overdue"`), from snapgate's own metrics endpoint.
+func (c *Cluster) Metric(t testing.TB, name string, labels ...string) int {
+	t.Helper()
+	port := 19443
+	if p := os.Getenv("SNAPGATE_WEBHOOK_PORT"); p != "" {
+		port, _ = strconv.Atoi(p)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port+1))
+	if err != nil {
+		t.Fatalf("read snapgate metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	total := 0
+	sc := bufio.NewScanner(resp.Body)
+next:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
+			}
+		}
+		f := strings.Fields(line)
+		n, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		total += int(n)
+	}
+	return total
+}
+
 // GuardDecisions is how many updates (not deletes) snapgate's guard has decided,
 // from its own metrics endpoint. Deletes are left out: earlier tests' namespaces
 // are still being removed, and snapgate rightly guards their StatefulSets' deletes.

@@ -13,6 +13,9 @@ port=${SNAPGATE_WEBHOOK_PORT:-19443}
 pidfile=$state/pids/snapgate.pid
 # How long one request may wait for its set (the e2e suite uses a short one).
 budget=${SNAPGATE_BUDGET:-25s}
+# How long a set may be not ready before it is told overdue (the e2e suite
+# uses a short one, to see it told).
+ready_deadline=${SNAPGATE_READY_DEADLINE:-4h}
 k=("$state/bin/kubectl" --kubeconfig "$state/kubeconfig")
 
 log() { printf '%s snapgate: %s\n' "$(date +%T)" "$*" >&2; }
@@ -29,7 +32,8 @@ probe() {
 
 up() {
   "$repo/e2e/stack/cluster.sh" status || die "the local cluster is not up: run 'make cluster' first"
-  if alive && [ "$(cat "$state/snapgate.budget" 2>/dev/null)" = "$budget" ] && probe; then
+  if alive && [ "$(cat "$state/snapgate.budget" 2>/dev/null)" = "$budget" ] &&
+    [ "$(cat "$state/snapgate.ready-deadline" 2>/dev/null)" = "$ready_deadline" ] && probe; then
     log "already running"
     return
   fi
@@ -40,9 +44,11 @@ up() {
     --webhook-host 127.0.0.1 --webhook-port "$port" --cert-dir "$state/snapgate/certs" --self-signed \
     --register-url "https://127.0.0.1:$port" --metrics-bind-address 127.0.0.1:$((port + 1)) \
     --health-probe-bind-address 127.0.0.1:$((port + 2)) --leader-elect=false --budget "$budget" \
+    --ready-deadline "$ready_deadline" \
     >"$state/logs/snapgate.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   echo "$budget" >"$state/snapgate.budget"
+  echo "$ready_deadline" >"$state/snapgate.ready-deadline"
 
   "${k[@]}" apply -f - >/dev/null <<'YAML'
 apiVersion: v1

@@ -152,8 +152,11 @@ func (o *ListOptions) print(out io.Writer, ns string, sets []snapshotter.SetInfo
 	fmt.Fprintln(w, "SET\tREASON\tAGE\tREADY\tSIZE\tBY")
 	for _, s := range sets {
 		ready := fmt.Sprintf("%d/%d", s.Ready, s.Snapshots)
-		if s.Failed != "" {
+		switch {
+		case s.Failed != "":
 			ready += " (failed)"
+		case s.Ready < s.Snapshots && s.Overdue:
+			ready += " (overdue)"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Clock.Now().Sub(s.Created)), ready, humanSize(s.Size.Value()), s.RequestedBy)
 	}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/snapgate/snapgate/certs"
 	"github.com/snapgate/snapgate/snapshotter"
+	"github.com/snapgate/snapgate/snapshotter/follow"
 	"github.com/snapgate/snapgate/snapshotter/hooks"
 	"github.com/snapgate/snapgate/snapshotter/policy"
 	"github.com/snapgate/snapgate/snapshotter/prune"
@@ -93,6 +94,9 @@ type ServeOptions struct {
 	Keep int
 	// UnadmittedGrace is how long a set whose change never landed is kept.
 	UnadmittedGrace time.Duration
+	// ReadyDeadline is how long after it was taken a set may be not ready
+	// before it is told overdue.
+	ReadyDeadline time.Duration
 	// KubeAPIQPS and KubeAPIBurst limit snapgate's requests to the API server.
 	// Planning a set reads two objects per PVC, so client-go's default of 5 per
 	// second would make a 10-replica set wait seconds on snapgate's own client.
@@ -119,6 +123,7 @@ func NewServeOptions() *ServeOptions {
 		RecordGrace:          record.DefaultGrace,
 		Keep:                 prune.DefaultKeep,
 		UnadmittedGrace:      prune.DefaultUnadmittedGrace,
+		ReadyDeadline:        follow.DefaultReadyDeadline,
 		KubeAPIQPS:           50,
 		KubeAPIBurst:         100,
 	}
@@ -146,6 +151,7 @@ func (o *ServeOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.RecordGrace, "record-grace", o.RecordGrace, "how long to wait for a scale to be stored before its set counts as never admitted")
 	f.IntVar(&o.Keep, "keep", o.Keep, "snapshot sets each StatefulSet keeps when its snapgate.io/keep does not say; older ones are deleted")
 	f.DurationVar(&o.UnadmittedGrace, "unadmitted-grace", o.UnadmittedGrace, "how long a set whose change was never admitted is kept before it is deleted")
+	f.DurationVar(&o.ReadyDeadline, "ready-deadline", o.ReadyDeadline, "how long after it was taken a snapshot set may still be not ready before a SnapshotSetOverdue Event and metric tell of it")
 	f.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "requests per second to the API server, on average")
 	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests to the API server in a burst")
 	f.BoolVar(&o.Development, "development", o.Development, "human-readable logs")
@@ -189,6 +195,9 @@ func (o *ServeOptions) Validate() error {
 	}
 	if o.UnadmittedGrace < time.Minute {
 		errs = append(errs, fmt.Errorf("--unadmitted-grace=%s: must be at least 1m, or a retried change would lose its set", o.UnadmittedGrace))
+	}
+	if o.ReadyDeadline < 10*time.Second {
+		errs = append(errs, fmt.Errorf("--ready-deadline=%s: must be at least 10s (snapshots that upload take minutes or hours; 4h is the default)", o.ReadyDeadline))
 	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace: must name snapgate's own namespace"))
@@ -386,6 +395,10 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	followMetrics, err := follow.NewMetrics(metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	for _, c := range []struct {
 		name string
 		c    interface{ SetupWithManager(ctrl.Manager) error }
@@ -395,6 +408,7 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 		{"rollback controller", &rollback.Controller{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Events: events, Metrics: rollbackMetrics,
 		}},
+		{"follower", &follow.Follower{Client: mgr.GetClient(), ReadyDeadline: o.ReadyDeadline, Events: events, Metrics: followMetrics}},
 		{"pruner", &prune.Pruner{Client: mgr.GetClient(), Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace, Events: events, Metrics: m}},
 	} {
 		if err := c.c.SetupWithManager(mgr); err != nil {
