@@ -11,10 +11,8 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -112,6 +110,9 @@ type Engine struct {
 	Metrics *Metrics
 	// Clock times the sets and dates them; the real clock when nil.
 	Clock clock.PassiveClock
+	// Backend makes, lists and deletes the sets' snapshots; PerPVC on Client,
+	// Reader and Snapshots when nil.
+	Backend Backend
 }
 
 func (e *Engine) clock() clock.PassiveClock {
@@ -255,40 +256,19 @@ func (e *Engine) thawTimeout() time.Duration {
 	return policy.MaxHookTimeout
 }
 
-// CreateSet creates every VolumeSnapshot of the plan, in parallel. A snapshot
-// that exists already as part of this set is fine; one of that name that belongs
-// to something else is an error, never overwritten.
+// CreateSet creates every snapshot of the plan through the backend. A
+// snapshot that exists already as part of this set is fine; one of that name
+// that belongs to something else is an error, never overwritten.
 func (e *Engine) CreateSet(ctx context.Context, plan *Plan) error {
-	g, gctx := errgroup.WithContext(ctx)
-	for i := range plan.Snapshots {
-		s := &plan.Snapshots[i]
-		g.Go(func() error { return e.create(gctx, plan, s) })
-	}
-	return g.Wait()
+	return e.backend().Create(ctx, plan)
 }
 
-func (e *Engine) create(ctx context.Context, plan *Plan, s *PlannedSnapshot) error {
-	vs, err := plan.volumeSnapshot(s)
-	if err != nil {
-		return err
+// backend is the engine's Backend: PerPVC on its own clients when none is set.
+func (e *Engine) backend() Backend {
+	if e.Backend != nil {
+		return e.Backend
 	}
-	err = e.Client.Create(ctx, vs)
-	if apierrors.IsAlreadyExists(err) {
-		var existing snapv1.VolumeSnapshot
-		if err := e.Reader.Get(ctx, client.ObjectKeyFromObject(vs), &existing); err != nil {
-			return fmt.Errorf("get snapshot %s/%s: %w", vs.Namespace, vs.Name, err)
-		}
-		src := existing.Spec.Source.PersistentVolumeClaimName
-		if existing.Labels[LabelSet] != plan.Set || src == nil || *src != s.PVC {
-			return planErrorf("VolumeSnapshot %s/%s already exists and is not snapgate's snapshot of PVC %s for set %s; "+
-				"snapgate never overwrites a snapshot: rename or delete that one", vs.Namespace, vs.Name, s.PVC, plan.Set)
-		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("create snapshot %s/%s: %w", vs.Namespace, vs.Name, err)
-	}
-	return nil
+	return PerPVC{Client: e.Client, Reader: e.Reader, Snapshots: e.Snapshots}
 }
 
 // volumeSnapshot is the object for one planned snapshot, with the labels that
@@ -382,16 +362,16 @@ func (e *Engine) SetProgress(ctx context.Context, plan *Plan) (Progress, error) 
 // progress counts the set's snapshots from the cache.
 func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 	prog := Progress{Total: len(plan.Snapshots)}
-	var list snapv1.VolumeSnapshotList
-	if err := e.Snapshots.List(ctx, &list, client.InNamespace(plan.StatefulSet.Namespace), client.MatchingLabels{LabelSet: plan.Set}); err != nil {
+	items, err := e.backend().List(ctx, plan.StatefulSet.Namespace, client.MatchingLabels{LabelSet: plan.Set})
+	if err != nil {
 		return prog, fmt.Errorf("list snapshots of set %s: %w", plan.Set, err)
 	}
 	want := make(map[string]string, len(plan.Snapshots))
 	for _, s := range plan.Snapshots {
 		want[s.Name] = s.PVC
 	}
-	for i := range list.Items {
-		vs := &list.Items[i]
+	for i := range items {
+		vs := &items[i]
 		pvc, ok := want[vs.Name]
 		if !ok {
 			continue

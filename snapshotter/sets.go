@@ -61,17 +61,21 @@ func StatefulSetName(vs *snapv1.VolumeSnapshot) string {
 	return vs.Labels[LabelStatefulSet]
 }
 
+// SetLister lists snapshots by label; every Backend is one.
+type SetLister interface {
+	List(ctx context.Context, namespace string, labels client.MatchingLabels) ([]snapv1.VolumeSnapshot, error)
+}
+
 // ListSets returns the snapshot sets of a StatefulSet, newest first: by the
 // generation they were taken from, then by time.
-func ListSets(ctx context.Context, r client.Reader, namespace, statefulSet string) ([]SetInfo, error) {
-	var list snapv1.VolumeSnapshotList
-	if err := r.List(ctx, &list, client.InNamespace(namespace),
-		client.MatchingLabels{LabelStatefulSet: LabelValue(statefulSet), LabelManagedBy: ManagedBy}); err != nil {
+func ListSets(ctx context.Context, l SetLister, namespace, statefulSet string) ([]SetInfo, error) {
+	items, err := l.List(ctx, namespace, client.MatchingLabels{LabelStatefulSet: LabelValue(statefulSet), LabelManagedBy: ManagedBy})
+	if err != nil {
 		return nil, fmt.Errorf("list snapshots of statefulset %s/%s: %w", namespace, statefulSet, err)
 	}
 	sets := map[string]*SetInfo{}
-	for i := range list.Items {
-		vs := &list.Items[i]
+	for i := range items {
+		vs := &items[i]
 		if vs.DeletionTimestamp != nil {
 			continue // being pruned or deleted: no longer part of a set
 		}

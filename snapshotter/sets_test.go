@@ -38,7 +38,7 @@ func TestListSetsGroupsByLabelNewestGenerationFirst(t *testing.T) {
 			return o
 		}(),
 	).Build()
-	sets, err := ListSets(context.Background(), c, "db", "pg")
+	sets, err := ListSets(context.Background(), PerPVC{Snapshots: c}, "db", "pg")
 	if err != nil {
 		t.Fatal(err)
 	}

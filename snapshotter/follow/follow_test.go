@@ -156,7 +156,7 @@ func TestASetNotReadyByTheDeadlineIsToldOverdueThenReady(t *testing.T) {
 		!strings.Contains(got[0], "kubectl describe volumesnapshot -n db -l snapgate.io/set=pg-abc") {
 		t.Fatalf("told %v; want one SnapshotSetOverdue", got)
 	}
-	sets, err := snapshotter.ListSets(context.Background(), r.cl, "db", "pg")
+	sets, err := snapshotter.ListSets(context.Background(), snapshotter.PerPVC{Snapshots: r.cl}, "db", "pg")
 	if err != nil || len(sets) != 1 || !sets[0].Overdue {
 		t.Fatalf("sets %+v (%v); want pg-abc overdue", sets, err)
 	}
@@ -169,7 +169,7 @@ func TestASetNotReadyByTheDeadlineIsToldOverdueThenReady(t *testing.T) {
 	if got := r.told(); len(got) != 1 || !strings.Contains(got[0], "SnapshotSetReady") {
 		t.Fatalf("told %v; want SnapshotSetReady after the overdue", got)
 	}
-	if sets, _ := snapshotter.ListSets(context.Background(), r.cl, "db", "pg"); sets[0].Overdue {
+	if sets, _ := snapshotter.ListSets(context.Background(), snapshotter.PerPVC{Snapshots: r.cl}, "db", "pg"); sets[0].Overdue {
 		t.Fatal("a set ready after all is still listed overdue")
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -54,6 +53,8 @@ type Pruner struct {
 	Events events.EventRecorder
 	// Metrics, when set, counts pruned sets.
 	Metrics *snapshotter.Metrics
+	// Backend lists and deletes the sets; PerPVC on Client when nil.
+	Backend snapshotter.Backend
 	// Clock tells the time; the real clock when nil.
 	Clock clock.PassiveClock
 }
@@ -105,7 +106,7 @@ func (p *Pruner) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 		// Gone: its sets are all that is left of its data.
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	sets, err := snapshotter.ListSets(ctx, p.Client, sts.Namespace, sts.Name)
+	sets, err := snapshotter.ListSets(ctx, p.backend(), sts.Namespace, sts.Name)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -206,9 +207,7 @@ func (p *Pruner) unadmitted(sts metav1.Object, s snapshotter.SetInfo) bool {
 }
 
 func (p *Pruner) deleteSet(ctx context.Context, sts *metav1.PartialObjectMetadata, d Pruned, sets []snapshotter.SetInfo) error {
-	err := p.Client.DeleteAllOf(ctx, &snapv1.VolumeSnapshot{}, client.InNamespace(sts.Namespace),
-		client.MatchingLabels{snapshotter.LabelSet: d.Set, snapshotter.LabelManagedBy: snapshotter.ManagedBy})
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := p.backend().Delete(ctx, sts.Namespace, d.Set); err != nil {
 		return fmt.Errorf("prune set %s of statefulset %s/%s: %w", d.Set, sts.Namespace, sts.Name, err)
 	}
 	p.Metrics.ObservePruned()
@@ -227,6 +226,13 @@ func (p *Pruner) deleteSet(ctx context.Context, sts *metav1.PartialObjectMetadat
 		p.Events.Eventf(sts, related, corev1.EventTypeNormal, "SnapshotSetPruned", "Prune", "Deleted snapshot set %s: %s", d.Set, d.Why)
 	}
 	return nil
+}
+
+func (p *Pruner) backend() snapshotter.Backend {
+	if p.Backend != nil {
+		return p.Backend
+	}
+	return snapshotter.PerPVC{Client: p.Client, Reader: p.Client, Snapshots: p.Client}
 }
 
 func (p *Pruner) keep() int {

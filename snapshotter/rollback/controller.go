@@ -61,6 +61,8 @@ type Controller struct {
 	Cache client.Reader
 	// Engine takes the safety set.
 	Engine *snapshotter.Engine
+	// Backend reads the sets to restore; PerPVC on Client when nil.
+	Backend snapshotter.Backend
 	// Events records each rollback's start and outcome on its StatefulSet.
 	Events events.EventRecorder
 	// Metrics, when set, counts rollbacks.
@@ -81,6 +83,13 @@ func (c *Controller) now() time.Time {
 		return c.Clock.Now()
 	}
 	return time.Now()
+}
+
+func (c *Controller) backend() snapshotter.Backend {
+	if c.Backend != nil {
+		return c.Backend
+	}
+	return snapshotter.PerPVC{Client: c.Client, Reader: c.Reader, Snapshots: c.Client}
 }
 
 func (c *Controller) stepTimeout() time.Duration {
@@ -174,7 +183,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 func (c *Controller) advance(ctx context.Context, r *rollback) (ctrl.Result, error) {
 	set := r.st.Set
 	if set == "" {
-		sets, err := snapshotter.ListSets(ctx, c.Client, r.sts.Namespace, r.sts.Name)
+		sets, err := snapshotter.ListSets(ctx, c.backend(), r.sts.Namespace, r.sts.Name)
 		if err != nil {
 			return ctrl.Result{}, err
 		}

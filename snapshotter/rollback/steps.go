@@ -357,12 +357,11 @@ func (c *Controller) restoreSpec(ctx context.Context, r *rollback) (ctrl.Result,
 
 // check reads a set's snapshots and checks them against the StatefulSet.
 func (c *Controller) check(ctx context.Context, sts *appsv1.StatefulSet, set string) (*Restore, error) {
-	var list snapv1.VolumeSnapshotList
-	if err := c.Client.List(ctx, &list, client.InNamespace(sts.Namespace),
-		client.MatchingLabels{snapshotter.LabelSet: set, snapshotter.LabelManagedBy: snapshotter.ManagedBy}); err != nil {
+	snaps, err := c.backend().List(ctx, sts.Namespace, client.MatchingLabels{snapshotter.LabelSet: set, snapshotter.LabelManagedBy: snapshotter.ManagedBy})
+	if err != nil {
 		return nil, fmt.Errorf("list snapshots of set %s: %w", set, err)
 	}
-	return CheckSet(sts, set, list.Items, func(vs *snapv1.VolumeSnapshot) error { return c.bound(ctx, vs) })
+	return CheckSet(sts, set, snaps, func(vs *snapv1.VolumeSnapshot) error { return c.bound(ctx, vs) })
 }
 
 // bound checks that a snapshot's content points back at it, so a restore reads

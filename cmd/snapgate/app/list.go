@@ -120,7 +120,7 @@ func (o *ListOptions) Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sets, err := snapshotter.ListSets(ctx, c, ns, o.StatefulSet)
+	sets, err := snapshotter.ListSets(ctx, snapshotter.PerPVC{Snapshots: c}, ns, o.StatefulSet)
 	if err != nil {
 		return err
 	}

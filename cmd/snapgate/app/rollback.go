@@ -125,7 +125,7 @@ func (o *RollbackOptions) Run(ctx context.Context, out io.Writer) error {
 // checkSet fails early, with the sets there are, when --to names none of them;
 // the controller checks everything again.
 func (o *RollbackOptions) checkSet(ctx context.Context, c client.Client, ns string) error {
-	sets, err := snapshotter.ListSets(ctx, c, ns, o.StatefulSet)
+	sets, err := snapshotter.ListSets(ctx, snapshotter.PerPVC{Snapshots: c}, ns, o.StatefulSet)
 	if err != nil {
 		return err
 	}

@@ -371,6 +371,7 @@ func newEngine(ctx context.Context, mgr ctrl.Manager, runner *hooks.Runner, m *s
 	return &snapshotter.Engine{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Snapshots: mgr.GetCache(), Changes: tracker,
 		Hooks: runner, Events: mgr.GetEventRecorder("snapgate"), Metrics: m,
+		Backend: snapshotter.PerPVC{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Snapshots: mgr.GetCache()},
 	}, nil
 }
 
@@ -406,10 +407,10 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 		{"thawer", &hooks.Thawer{Runner: runner, Client: mgr.GetClient(), Retry: hooks.InFlightDuration, GiveUp: 10 * time.Minute, Events: events}},
 		{"recorder", &record.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Grace: o.RecordGrace}},
 		{"rollback controller", &rollback.Controller{
-			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Events: events, Metrics: rollbackMetrics,
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Backend: engine.Backend, Events: events, Metrics: rollbackMetrics,
 		}},
 		{"follower", &follow.Follower{Client: mgr.GetClient(), ReadyDeadline: o.ReadyDeadline, Events: events, Metrics: followMetrics}},
-		{"pruner", &prune.Pruner{Client: mgr.GetClient(), Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace, Events: events, Metrics: m}},
+		{"pruner", &prune.Pruner{Client: mgr.GetClient(), Backend: engine.Backend, Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace, Events: events, Metrics: m}},
 	} {
 		if err := c.c.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up %s: %w", c.name, err)
