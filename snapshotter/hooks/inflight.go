@@ -17,16 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/snapgate/snapgate/snapshotter"
-	"github.com/snapgate/snapgate/snapshotter/policy"
-)
-
-const (
-	// AnnotationOwed, on an in-flight record, lists the post-hooks still owed.
-	AnnotationOwed = policy.Prefix + "owed-post-hooks"
-	// LabelComponent marks snapgate's in-flight records among the Leases.
-	LabelComponent = policy.Prefix + "component"
-	// ComponentInFlight is LabelComponent's value on an in-flight record.
-	ComponentInFlight = "in-flight-hooks"
 )
 
 // InFlightDuration is how long a record of post-hooks in flight lives
@@ -103,8 +93,8 @@ func (in *InFlight) begin(ctx context.Context, sts *appsv1.StatefulSet, targets 
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "snapgate-hooks-",
 			Namespace:    in.Namespace,
-			Labels:       map[string]string{snapshotter.LabelManagedBy: snapshotter.ManagedBy, LabelComponent: ComponentInFlight},
-			Annotations:  map[string]string{AnnotationOwed: string(b)},
+			Labels:       map[string]string{snapshotter.LabelManagedBy: snapshotter.ManagedBy, snapshotter.LabelComponent: snapshotter.ComponentInFlight},
+			Annotations:  map[string]string{snapshotter.AnnotationOwed: string(b)},
 		},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity:       ptr.To(in.Identity),
@@ -174,7 +164,7 @@ func setOwing(ctx context.Context, c client.Client, lease *coordinationv1.Lease,
 		return err
 	}
 	patch := client.MergeFromWithOptions(lease.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	lease.Annotations[AnnotationOwed] = string(b)
+	lease.Annotations[snapshotter.AnnotationOwed] = string(b)
 	if hold > 0 {
 		lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
 		lease.Spec.LeaseDurationSeconds = ptr.To(int32(hold / time.Second))

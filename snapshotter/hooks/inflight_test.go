@@ -17,13 +17,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
 
 func records(t *testing.T, c client.Client) []coordinationv1.Lease {
 	t.Helper()
 	var list coordinationv1.LeaseList
-	if err := c.List(context.Background(), &list, client.InNamespace("snapgate-system"), client.MatchingLabels{LabelComponent: ComponentInFlight}); err != nil {
+	if err := c.List(context.Background(), &list, client.InNamespace("snapgate-system"), client.MatchingLabels{snapshotter.LabelComponent: snapshotter.ComponentInFlight}); err != nil {
 		t.Fatal(err)
 	}
 	return list.Items
@@ -32,7 +33,7 @@ func records(t *testing.T, c client.Client) []coordinationv1.Lease {
 func owedPods(t *testing.T, l coordinationv1.Lease) []string {
 	t.Helper()
 	var o Owing
-	if err := json.Unmarshal([]byte(l.Annotations[AnnotationOwed]), &o); err != nil {
+	if err := json.Unmarshal([]byte(l.Annotations[snapshotter.AnnotationOwed]), &o); err != nil {
 		t.Fatal(err)
 	}
 	var pods []string
@@ -107,7 +108,7 @@ func record(t *testing.T, c client.Client, renewed time.Time, owing Owing) {
 	at := metav1.NewMicroTime(renewed)
 	l := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "snapgate-hooks-", Namespace: "snapgate-system",
-			Labels: map[string]string{LabelComponent: ComponentInFlight, "app.kubernetes.io/managed-by": "snapgate"}, Annotations: map[string]string{AnnotationOwed: string(b)}},
+			Labels: map[string]string{snapshotter.LabelComponent: snapshotter.ComponentInFlight, "app.kubernetes.io/managed-by": "snapgate"}, Annotations: map[string]string{snapshotter.AnnotationOwed: string(b)}},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("snapgate-dead"), LeaseDurationSeconds: ptr.To(int32(15)), AcquireTime: &at, RenewTime: &at},
 	}
 	if err := c.Create(context.Background(), l); err != nil {

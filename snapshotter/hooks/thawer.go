@@ -54,7 +54,7 @@ var _ reconcile.Reconciler = (*Thawer)(nil)
 // the manager's cache holds only those of the Leases.
 func isRecord(o client.Object) bool {
 	l := o.GetLabels()
-	return l[LabelComponent] == ComponentInFlight && l[snapshotter.LabelManagedBy] == snapshotter.ManagedBy
+	return l[snapshotter.LabelComponent] == snapshotter.ComponentInFlight && l[snapshotter.LabelManagedBy] == snapshotter.ManagedBy
 }
 
 // SetupWithManager registers the Thawer on the in-flight records.
@@ -85,7 +85,7 @@ func (t *Thawer) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 func (t *Thawer) thaw(ctx context.Context, l *coordinationv1.Lease) error {
 	logger := log.FromContext(ctx).WithValues("record", l.Name, "holder", ptr.Deref(l.Spec.HolderIdentity, ""))
 	var owing Owing
-	if err := json.Unmarshal([]byte(l.Annotations[AnnotationOwed]), &owing); err != nil {
+	if err := json.Unmarshal([]byte(l.Annotations[snapshotter.AnnotationOwed]), &owing); err != nil {
 		logger.Error(err, "Dropping a record of post-hooks that cannot be read")
 		return t.drop(ctx, l)
 	}

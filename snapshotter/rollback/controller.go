@@ -22,18 +22,6 @@ import (
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
 
-// Annotations snapgate writes during a rollback.
-const (
-	// AnnotationRestoredFrom is on a PVC a rollback made: the snapshot it holds.
-	AnnotationRestoredFrom = policy.Prefix + "restored-from"
-	// AnnotationRollbackID is on a PVC a rollback made, and on a PV whose data
-	// a rollback replaced: which rollback (RollbackState.ID).
-	AnnotationRollbackID = policy.Prefix + "rollback-id"
-	// AnnotationReplacedClaim is on a PV whose data a rollback replaced: the
-	// PVC it was bound to, so an operator can find the old data.
-	AnnotationReplacedClaim = policy.Prefix + "replaced-claim"
-)
-
 // DefaultStepTimeout bounds the one wait a step holds inside a reconcile: the
 // safety set's hooks and cut, while its pods are quiesced. The step is retried
 // after it, never given up.

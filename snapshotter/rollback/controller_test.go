@@ -231,7 +231,7 @@ func rolledBack(t *testing.T, cl client.Client) {
 		if err := cl.Get(ctx, types.NamespacedName{Namespace: "db", Name: fmt.Sprintf("data-pg-%d", i)}, &pvc); err != nil {
 			t.Fatal(err)
 		}
-		if pvc.Spec.DataSource == nil || pvc.Spec.DataSource.Name != fmt.Sprintf("data-pg-%d-abc", i) || pvc.Annotations[AnnotationRollbackID] != "id-1" && pvc.Annotations[AnnotationRollbackID] != got.st.ID {
+		if pvc.Spec.DataSource == nil || pvc.Spec.DataSource.Name != fmt.Sprintf("data-pg-%d-abc", i) || pvc.Annotations[snapshotter.AnnotationRollbackID] != "id-1" && pvc.Annotations[snapshotter.AnnotationRollbackID] != got.st.ID {
 			t.Errorf("PVC %s: dataSource %+v, annotations %v", pvc.Name, pvc.Spec.DataSource, pvc.Annotations)
 		}
 		var pv corev1.PersistentVolume

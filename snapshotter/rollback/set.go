@@ -232,6 +232,6 @@ func RestoredClaim(sts *appsv1.StatefulSet, c ClaimRestore, id string) *corev1.P
 	}
 	pvc := &corev1.PersistentVolumeClaim{Spec: spec}
 	pvc.Name, pvc.Namespace, pvc.Labels = c.PVC, sts.Namespace, labels
-	pvc.Annotations = map[string]string{AnnotationRestoredFrom: c.Snapshot, AnnotationRollbackID: id}
+	pvc.Annotations = map[string]string{snapshotter.AnnotationRestoredFrom: c.Snapshot, snapshotter.AnnotationRollbackID: id}
 	return pvc
 }

@@ -165,7 +165,7 @@ func TestRestoredClaimIsTheRecordedSpecFromTheSnapshot(t *testing.T) {
 	if pvc.Labels["tier"] != "db" || pvc.Labels["app"] != "pg" {
 		t.Fatalf("labels = %v; want the claim template's and the selector's", pvc.Labels)
 	}
-	if pvc.Annotations[AnnotationRestoredFrom] != "data-pg-1-abc" || pvc.Annotations[AnnotationRollbackID] != "id-1" {
+	if pvc.Annotations[snapshotter.AnnotationRestoredFrom] != "data-pg-1-abc" || pvc.Annotations[snapshotter.AnnotationRollbackID] != "id-1" {
 		t.Fatalf("annotations = %v", pvc.Annotations)
 	}
 }

@@ -166,7 +166,7 @@ func (c *Controller) retainVolumes(ctx context.Context, r *rollback) (ctrl.Resul
 		}
 		patch := map[string]any{
 			"metadata": map[string]any{"annotations": map[string]any{
-				AnnotationRollbackID: r.st.ID, AnnotationReplacedClaim: r.sts.Namespace + "/" + cr.PVC,
+				snapshotter.AnnotationRollbackID: r.st.ID, snapshotter.AnnotationReplacedClaim: r.sts.Namespace + "/" + cr.PVC,
 			}},
 			"spec": map[string]any{"persistentVolumeReclaimPolicy": corev1.PersistentVolumeReclaimRetain},
 		}
@@ -319,7 +319,7 @@ func (c *Controller) deleteClaim(ctx context.Context, pvc *corev1.PersistentVolu
 }
 
 func restoredBy(pvc *corev1.PersistentVolumeClaim, cr ClaimRestore, id string) bool {
-	return pvc.Annotations[AnnotationRestoredFrom] == cr.Snapshot && pvc.Annotations[AnnotationRollbackID] == id
+	return pvc.Annotations[snapshotter.AnnotationRestoredFrom] == cr.Snapshot && pvc.Annotations[snapshotter.AnnotationRollbackID] == id
 }
 
 // restoreSpec is step 6: the recorded pod template and replica count are

@@ -325,7 +325,7 @@ func (o *ServeOptions) managerOptions() ctrl.Options {
 				// Of the Leases, only the in-flight records in snapgate's namespace.
 				&coordinationv1.Lease{}: {
 					Namespaces: map[string]cache.Config{o.Namespace: {}},
-					Label:      labels.SelectorFromSet(labels.Set{hooks.LabelComponent: hooks.ComponentInFlight, snapshotter.LabelManagedBy: snapshotter.ManagedBy}),
+					Label:      labels.SelectorFromSet(labels.Set{snapshotter.LabelComponent: snapshotter.ComponentInFlight, snapshotter.LabelManagedBy: snapshotter.ManagedBy}),
 				},
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),

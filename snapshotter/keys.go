@@ -1,0 +1,85 @@
+package snapshotter
+
+import "github.com/snapgate/snapgate/snapshotter/policy"
+
+// Every label and annotation snapgate writes on the objects it makes or
+// touches (snapshots, restored PVCs, replaced PVs, in-flight records) is
+// defined here, once; the annotations users set on a StatefulSet, and the
+// record snapgate writes there, are policy's.
+
+// Labels on every VolumeSnapshot snapgate creates. The labels are the source of
+// truth about a set: annotations on the StatefulSet are a convenience that a later
+// `kubectl apply` may drop.
+const (
+	LabelSet         = policy.Prefix + "set"
+	LabelStatefulSet = policy.Prefix + "statefulset"
+	LabelOrdinal     = policy.Prefix + "ordinal"
+	LabelClaim       = policy.Prefix + "claim"
+	LabelManagedBy   = "app.kubernetes.io/managed-by"
+	// ManagedBy is the value of LabelManagedBy.
+	ManagedBy = "snapgate"
+)
+
+// Annotations on every VolumeSnapshot: what a restore needs.
+const (
+	AnnotationReason         = policy.Prefix + "reason"
+	AnnotationReplicasBefore = policy.Prefix + "replicas-before"
+	AnnotationReplicasAfter  = policy.Prefix + "replicas-after"
+	AnnotationRevision       = policy.Prefix + "controller-revision"
+	AnnotationPodTemplate    = policy.Prefix + "pod-template"
+	AnnotationPVCSpec        = policy.Prefix + "pvc-spec"
+	AnnotationStatefulSetUID = policy.Prefix + "statefulset-uid"
+	// AnnotationStatefulSetName is the StatefulSet's name, which its label
+	// holds cut and hashed when it is longer than a label value.
+	AnnotationStatefulSetName = policy.Prefix + "statefulset-name"
+	AnnotationRequestedBy     = policy.Prefix + "requested-by"
+	// AnnotationGeneration is the StatefulSet's generation the set was taken
+	// from: it orders sets, where creation times (whole seconds) may tie.
+	AnnotationGeneration = policy.Prefix + "statefulset-generation"
+	// AnnotationTakenAt is when the set was started, to the nanosecond:
+	// creation times are whole seconds, and sets taken on demand can tie.
+	AnnotationTakenAt = policy.Prefix + "taken-at"
+	// AnnotationRecordPending marks a set whose change could not carry the record
+	// itself (a scale through the scale subresource): the Recorder writes it onto
+	// the StatefulSet once the change is stored.
+	AnnotationRecordPending = policy.Prefix + "record-pending"
+	// AnnotationLeftOut lists (comma-separated) the affected PVCs the set does
+	// not have because they held no data: a rollback leaves them as they are.
+	AnnotationLeftOut = policy.Prefix + "left-out"
+	// AnnotationWaitFor is on the snapshots of a set whose change was admitted
+	// once it was cut ("cut"): it is followed to ready after admission.
+	AnnotationWaitFor = policy.Prefix + "wait-for"
+	// AnnotationFollowed is what following the set to ready found: "ready"
+	// (of a set admitted at cut), "failed" or "overdue" (not ready by the
+	// ready deadline). It is written once per finding, so that each is told once.
+	AnnotationFollowed = policy.Prefix + "followed"
+)
+
+// Findings of following a set to ready (AnnotationFollowed).
+const (
+	FollowedReady   = "ready"
+	FollowedFailed  = "failed"
+	FollowedOverdue = "overdue"
+)
+
+// Annotations snapgate writes during a rollback.
+const (
+	// AnnotationRestoredFrom is on a PVC a rollback made: the snapshot it holds.
+	AnnotationRestoredFrom = policy.Prefix + "restored-from"
+	// AnnotationRollbackID is on a PVC a rollback made, and on a PV whose data
+	// a rollback replaced: which rollback (RollbackState.ID).
+	AnnotationRollbackID = policy.Prefix + "rollback-id"
+	// AnnotationReplacedClaim is on a PV whose data a rollback replaced: the
+	// PVC it was bound to, so an operator can find the old data.
+	AnnotationReplacedClaim = policy.Prefix + "replaced-claim"
+)
+
+// Keys of the records of post-hooks in flight (Leases in snapgate's namespace).
+const (
+	// AnnotationOwed, on an in-flight record, lists the post-hooks still owed.
+	AnnotationOwed = policy.Prefix + "owed-post-hooks"
+	// LabelComponent marks snapgate's in-flight records among the Leases.
+	LabelComponent = policy.Prefix + "component"
+	// ComponentInFlight is LabelComponent's value on an in-flight record.
+	ComponentInFlight = "in-flight-hooks"
+)
