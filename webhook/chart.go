@@ -84,26 +84,8 @@ func webhooksTemplate(webhooks any) ([]byte, error) {
 	}
 	var expressions []string
 	for _, w := range doc.Webhooks {
-		var cc admissionregistrationv1.WebhookClientConfig
-		b, _ := json.Marshal(w["clientConfig"])
-		if err := json.Unmarshal(b, &cc); err != nil || cc.URL == nil {
-			return nil, fmt.Errorf("webhook %v: no client config URL to replace", w["name"])
-		}
-		w["clientConfig"] = clientConfigMark + strings.TrimPrefix(*cc.URL, "https://placeholder")
-		if t, ok := w["timeoutSeconds"].(float64); ok && t == placeholderTimeout {
-			w["timeoutSeconds"] = timeoutMark
-		}
-		if err := markExcluded(w["namespaceSelector"]); err != nil {
+		if err := mark(w, &expressions); err != nil {
 			return nil, fmt.Errorf("webhook %v: %w", w["name"], err)
-		}
-		// A CEL expression is written on one line, as JSON quotes it (a YAML
-		// double-quoted scalar), not folded: it reads as the code has it.
-		conds, _ := w["matchConditions"].([]any)
-		for _, c := range conds {
-			if m, ok := c.(map[string]any); ok {
-				expressions = append(expressions, fmt.Sprint(m["expression"]))
-				m["expression"] = fmt.Sprintf("%s%d", expressionMark, len(expressions)-1)
-			}
 		}
 	}
 	out, err := yaml.Marshal(doc)
@@ -112,39 +94,74 @@ func webhooksTemplate(webhooks any) ([]byte, error) {
 	}
 	var b bytes.Buffer
 	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
-		mk := markLine.FindStringSubmatch(line)
-		if mk == nil {
-			if strings.Contains(line, placeholderNamespace) || strings.Contains(line, "'@") || strings.Contains(line, "placeholder") {
-				return nil, fmt.Errorf("placeholder left in %q", line)
-			}
-			b.WriteString(line + "\n")
-			continue
+		action, err := unmark(line, expressions)
+		if err != nil {
+			return nil, err
 		}
-		indent, key, mark := mk[1], mk[2], mk[3]
-		switch {
-		case strings.HasPrefix(mark, clientConfigMark):
-			path := strings.TrimPrefix(mark, clientConfigMark)
-			fmt.Fprintf(&b, "%s%s\n%s  {{- include \"snapgate.clientConfig\" (dict \"root\" $ \"path\" %q) | nindent %d }}\n",
-				indent, strings.TrimSuffix(key, " "), indent, path, len(indent)+2)
-		case mark == excludedMark && key == "- ":
-			fmt.Fprintf(&b, "%s{{- include \"snapgate.excludedNamespaces\" $ | nindent %d }}\n", indent, len(indent))
-		case mark == timeoutMark:
-			fmt.Fprintf(&b, "%s%s{{ $.Values.webhook.timeoutSeconds }}\n", indent, key)
-		case strings.HasPrefix(mark, expressionMark):
-			var i int
-			if _, err := fmt.Sscan(strings.TrimPrefix(mark, expressionMark), &i); err != nil || i >= len(expressions) {
-				return nil, fmt.Errorf("bad expression mark in %q", line)
-			}
-			q, err := jsonString(expressions[i])
-			if err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(&b, "%s%s%s\n", indent, key, q)
-		default:
-			return nil, fmt.Errorf("unknown mark in %q", line)
-		}
+		b.WriteString(action + "\n")
 	}
 	return b.Bytes(), nil
+}
+
+// mark replaces in one webhook what the chart decides by a mark, and each CEL
+// expression by a mark of its index in expressions.
+func mark(w map[string]any, expressions *[]string) error {
+	var cc admissionregistrationv1.WebhookClientConfig
+	b, _ := json.Marshal(w["clientConfig"])
+	if err := json.Unmarshal(b, &cc); err != nil || cc.URL == nil {
+		return fmt.Errorf("no client config URL to replace")
+	}
+	w["clientConfig"] = clientConfigMark + strings.TrimPrefix(*cc.URL, "https://placeholder")
+	if t, ok := w["timeoutSeconds"].(float64); ok && t == placeholderTimeout {
+		w["timeoutSeconds"] = timeoutMark
+	}
+	if err := markExcluded(w["namespaceSelector"]); err != nil {
+		return err
+	}
+	// A CEL expression is written on one line, as JSON quotes it (a YAML
+	// double-quoted scalar), not folded: it reads as the code has it.
+	conds, _ := w["matchConditions"].([]any)
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok {
+			*expressions = append(*expressions, fmt.Sprint(m["expression"]))
+			m["expression"] = fmt.Sprintf("%s%d", expressionMark, len(*expressions)-1)
+		}
+	}
+	return nil
+}
+
+// unmark turns a marked YAML line into its template action; other lines are
+// kept, and one with a placeholder left in is an error.
+func unmark(line string, expressions []string) (string, error) {
+	mk := markLine.FindStringSubmatch(line)
+	if mk == nil {
+		if strings.Contains(line, placeholderNamespace) || strings.Contains(line, "'@") || strings.Contains(line, "placeholder") {
+			return "", fmt.Errorf("placeholder left in %q", line)
+		}
+		return line, nil
+	}
+	indent, key, mark := mk[1], mk[2], mk[3]
+	switch {
+	case strings.HasPrefix(mark, clientConfigMark):
+		path := strings.TrimPrefix(mark, clientConfigMark)
+		return fmt.Sprintf("%s%s\n%s  {{- include \"snapgate.clientConfig\" (dict \"root\" $ \"path\" %q) | nindent %d }}",
+			indent, strings.TrimSuffix(key, " "), indent, path, len(indent)+2), nil
+	case mark == excludedMark && key == "- ":
+		return fmt.Sprintf("%s{{- include \"snapgate.excludedNamespaces\" $ | nindent %d }}", indent, len(indent)), nil
+	case mark == timeoutMark:
+		return fmt.Sprintf("%s%s{{ $.Values.webhook.timeoutSeconds }}", indent, key), nil
+	case strings.HasPrefix(mark, expressionMark):
+		var i int
+		if _, err := fmt.Sscan(strings.TrimPrefix(mark, expressionMark), &i); err != nil || i >= len(expressions) {
+			return "", fmt.Errorf("bad expression mark in %q", line)
+		}
+		q, err := jsonString(expressions[i])
+		if err != nil {
+			return "", err
+		}
+		return indent + key + q, nil
+	}
+	return "", fmt.Errorf("unknown mark in %q", line)
 }
 
 // markExcluded replaces, in a namespace selector, the requirement that leaves
