@@ -263,6 +263,9 @@ func (e *Engine) CreateSet(ctx context.Context, plan *Plan) error {
 	return e.backend().Create(ctx, plan)
 }
 
+// SnapshotBackend is the Backend the engine makes and reads sets through.
+func (e *Engine) SnapshotBackend() Backend { return e.backend() }
+
 // backend is the engine's Backend: PerPVC on its own clients when none is set.
 func (e *Engine) backend() Backend {
 	if e.Backend != nil {
@@ -425,8 +428,19 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 		// Related to the set's first snapshot: the event library folds events
 		// of one object, reason and related object into one series.
 		e.Events.Eventf(plan.Change.Old, SnapshotRef(plan.StatefulSet.Namespace, plan.Snapshots[0].Name), corev1.EventTypeNormal, "SnapshotSetTaken", "Snapshot",
-			"Took snapshot set %s (%s, %s) before a %s change by %s%s", plan.Set, Count(prog.Total, "snapshot"), plan.WaitFor, plan.Reason, plan.Change.UserInfo.Username, lacks(plan, prog))
+			"Took snapshot set %s (%s, %s) %s%s", plan.Set, Count(prog.Total, "snapshot"), plan.WaitFor, takenFor(plan), lacks(plan, prog))
 	}
+}
+
+// takenFor says, for the Event, what a set was taken for.
+func takenFor(plan *Plan) string {
+	switch plan.Reason {
+	case policy.ReasonManual:
+		return "on demand by " + plan.Change.UserInfo.Username
+	case policy.ReasonSchedule:
+		return "on its schedule (" + policy.Schedule + ")"
+	}
+	return fmt.Sprintf("before a %s change by %s", plan.Reason, plan.Change.UserInfo.Username)
 }
 
 // lacks says, for the Event, what a set left out and which pods got no hooks.

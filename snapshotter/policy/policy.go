@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -53,6 +54,12 @@ const (
 	HookPreset = Prefix + "hook-preset"
 	// RollbackTo asks for a rollback to a set, or to the latest one.
 	RollbackTo = Prefix + "rollback-to"
+	// Schedule takes a set on a cron schedule ("0 2 * * *", @hourly, @daily,
+	// @weekly), with reason schedule.
+	Schedule = Prefix + "schedule"
+	// MaxAge prunes ready sets older than this (a duration such as 168h),
+	// besides Keep.
+	MaxAge = Prefix + "max-age"
 )
 
 // Keys snapgate records.
@@ -82,6 +89,8 @@ const (
 	ReasonRestart Reason = "restart"
 	// ReasonManual is a set taken on demand (snapgate snapshot).
 	ReasonManual Reason = "manual"
+	// ReasonSchedule is a set taken on snapgate.io/schedule.
+	ReasonSchedule Reason = "schedule"
 )
 
 // AllTriggers is the default of snapgate.io/on.
@@ -115,6 +124,10 @@ type Policy struct {
 	Keep int
 	// RollbackTo is a set name or "latest"; empty means no rollback asked.
 	RollbackTo string
+	// Schedule, when set, takes a set on its times.
+	Schedule cron.Schedule
+	// MaxAge, when above 0, prunes ready sets older than it.
+	MaxAge time.Duration
 	// Hooks are the hook annotations, parsed and checked.
 	Hooks Hooks
 }
@@ -200,6 +213,8 @@ var annotations = []struct {
 	{HookOnError, parseHookOnError},
 	{HookPreset, parseHookPreset},
 	{RollbackTo, parseRollbackTo},
+	{Schedule, parseSchedule},
+	{MaxAge, parseMaxAge},
 	{LastSet, writtenBySnapgate},
 	{LastSnapshots, parseLastSnapshots},
 	{LastReason, writtenBySnapgate},
@@ -336,6 +351,34 @@ func parseRollbackTo(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet)
 	p.RollbackTo = v
 	if v != "latest" && len(validation.IsDNS1123Label(v)) > 0 {
 		return field.ErrorList{field.Invalid(fp, v, "must be \"latest\" or the name of a snapshot set (see `kubectl snapgate list`)")}
+	}
+	return nil
+}
+
+// MinMaxAge bounds snapgate.io/max-age from below: a set must live long
+// enough for a change to be rolled back to it.
+const MinMaxAge = time.Hour
+
+// ParseSchedule reads a schedule as Kubernetes CronJobs do (robfig/cron):
+// five fields, or @hourly, @daily, @weekly, @monthly, @yearly.
+func ParseSchedule(v string) (cron.Schedule, error) {
+	return cron.ParseStandard(v)
+}
+
+func parseSchedule(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	sched, err := ParseSchedule(v)
+	if err != nil {
+		return field.ErrorList{field.Invalid(fp, v, "must be a cron schedule of five fields (minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\" for 02:00 every day) or @hourly, @daily, @weekly: "+err.Error())}
+	}
+	p.Schedule = sched
+	return nil
+}
+
+func parseMaxAge(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	d, err := time.ParseDuration(v)
+	p.MaxAge = d
+	if err != nil || d < MinMaxAge {
+		return field.ErrorList{field.Invalid(fp, v, fmt.Sprintf("must be a duration of at least %s, such as 168h for a week", MinMaxAge))}
 	}
 	return nil
 }

@@ -48,6 +48,8 @@ func TestParseValues(t *testing.T) {
 		HookOnError:   "Continue",
 		HookPreset:    "postgres",
 		RollbackTo:    "latest",
+		Schedule:      "0 2 * * *",
+		MaxAge:        "168h",
 		LastSnapshots: `{"data-postgres-0":"data-postgres-0-3f9a1c2b"}`,
 	}))
 	if len(errs) != 0 {
@@ -55,7 +57,7 @@ func TestParseValues(t *testing.T) {
 	}
 	want := Policy{
 		On: []Reason{ReasonTemplate, ReasonDelete}, Claims: []string{"data"}, SnapshotClass: "fast-snapshots",
-		WaitFor: WaitCut, Skip: "hotfix", Keep: 5, RollbackTo: "latest",
+		WaitFor: WaitCut, Skip: "hotfix", Keep: 5, RollbackTo: "latest", MaxAge: 168 * time.Hour,
 		Hooks: Hooks{Pre: []string{"psql", "-c", "CHECKPOINT"}, Container: "postgres", Timeout: 10 * time.Second, OnError: "Continue", Preset: "postgres"},
 	}
 	if !equalPolicy(p, want) {
@@ -64,11 +66,15 @@ func TestParseValues(t *testing.T) {
 	if !p.Triggers(ReasonDelete) || p.Triggers(ReasonScaleDown) {
 		t.Fatalf("Triggers disagrees with On = %v", p.On)
 	}
+	from := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	if p.Schedule == nil || !p.Schedule.Next(from).Equal(time.Date(2026, 12, 3, 2, 0, 0, 0, time.UTC)) {
+		t.Fatalf("schedule 0 2 * * * after %s: %v", from, p.Schedule)
+	}
 }
 
 func equalPolicy(a, b Policy) bool {
 	return slices.Equal(a.On, b.On) && slices.Equal(a.Claims, b.Claims) && a.SnapshotClass == b.SnapshotClass &&
-		a.WaitFor == b.WaitFor && a.Skip == b.Skip && a.Keep == b.Keep && a.RollbackTo == b.RollbackTo &&
+		a.WaitFor == b.WaitFor && a.Skip == b.Skip && a.Keep == b.Keep && a.RollbackTo == b.RollbackTo && a.MaxAge == b.MaxAge &&
 		slices.Equal(a.Hooks.Pre, b.Hooks.Pre) && slices.Equal(a.Hooks.Post, b.Hooks.Post) &&
 		a.Hooks.Container == b.Hooks.Container && a.Hooks.Timeout == b.Hooks.Timeout &&
 		a.Hooks.OnError == b.Hooks.OnError && a.Hooks.Preset == b.Hooks.Preset
@@ -96,9 +102,11 @@ func TestParseErrorsNameTheAnnotationValueAndFix(t *testing.T) {
 		"fsfreeze with a container that mounts no volume": {HookPreset, "fsfreeze", []string{
 			"snapgate.io/hook-preset", `container "postgres" mounts none of its volumeClaimTemplates (data, wal)`, "set snapgate.io/hook-container",
 		}},
-		"a rollback to no set":  {RollbackTo, "Yesterday!", []string{"snapgate.io/rollback-to", `"latest"`}},
-		"a typo of a known key": {"snapgate.io/snapshotclass", "x", []string{"snapgate.io/snapshotclass", "does not know", SnapshotClass}},
-		"an edited record":      {LastSnapshots, "data-0", []string{"snapgate.io/last-snapshots", "written by snapgate"}},
+		"a rollback to no set":       {RollbackTo, "Yesterday!", []string{"snapgate.io/rollback-to", `"latest"`}},
+		"a schedule that is no cron": {Schedule, "every night", []string{"snapgate.io/schedule", `"every night"`, "five fields", "@daily"}},
+		"a max-age too short":        {MaxAge, "10m", []string{"snapgate.io/max-age", `"10m"`, "at least 1h0m0s", "168h"}},
+		"a typo of a known key":      {"snapgate.io/snapshotclass", "x", []string{"snapgate.io/snapshotclass", "does not know", SnapshotClass}},
+		"an edited record":           {LastSnapshots, "data-0", []string{"snapgate.io/last-snapshots", "written by snapgate"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

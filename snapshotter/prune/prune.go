@@ -78,13 +78,13 @@ func (p *Pruner) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // PruneMayChange reports whether an update of a StatefulSet may change what
-// is pruned: snapgate.io/keep, or a change landing. A set is ready before its
+// is pruned: snapgate.io/keep or max-age, or a change landing. A set is ready before its
 // change is admitted, so when its snapshots last changed the change had not
 // landed and the set was not counted; the change landing (a new generation,
 // the set recorded as last) is what makes it count.
 func PruneMayChange(old, updated client.Object) bool {
 	oa, na := old.GetAnnotations(), updated.GetAnnotations()
-	return oa[policy.Keep] != na[policy.Keep] || oa[policy.LastSet] != na[policy.LastSet] ||
+	return oa[policy.Keep] != na[policy.Keep] || oa[policy.MaxAge] != na[policy.MaxAge] || oa[policy.LastSet] != na[policy.LastSet] ||
 		old.GetGeneration() != updated.GetGeneration()
 }
 
@@ -131,26 +131,20 @@ type Pruned struct {
 // being taken nothing is pruned, so that pruning never competes with it (its
 // readiness brings the Pruner back). requeue is when the next grace ends.
 func (p *Pruner) PlanPrune(sts metav1.Object, sets []snapshotter.SetInfo) (prune []Pruned, requeue time.Duration) {
-	ann := sts.GetAnnotations()
-	pol, _ := policy.ParseAnnotations(map[string]string{policy.Keep: ann[policy.Keep]})
-	keep := pol.Keep
-	if keep == 0 {
-		keep = p.keep()
-	}
 	for _, s := range sets {
 		if s.Ready < s.Snapshots && s.Failed == "" && p.now().Sub(s.Created) < p.unadmittedGrace() {
 			return nil, 0
 		}
 	}
-	protected := map[string]bool{ann[policy.LastSet]: true, ann[policy.RollbackTo]: true}
-	if st, ok := policy.ParseRollbackState(ann); ok && st.InProgress() {
-		protected[st.Request], protected[st.Set], protected[st.SafetySet] = true, true, true
-	}
-	later := func(s snapshotter.SetInfo) bool {
-		wait := p.unadmittedGrace() - p.now().Sub(s.Created)
+	keep, maxAge, protected := p.limits(sts.GetAnnotations())
+	wake := func(wait time.Duration) {
 		if wait > 0 && (requeue == 0 || wait < requeue) {
 			requeue = wait
 		}
+	}
+	later := func(s snapshotter.SetInfo) bool {
+		wait := p.unadmittedGrace() - p.now().Sub(s.Created)
+		wake(wait)
 		return wait > 0
 	}
 	// Sets of one reason (restarts, scale-downs, sets on demand) never push
@@ -184,6 +178,14 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []snapshotter.SetInfo) (prune
 			continue
 		}
 		kept++
+		// The newest set is never too old: a StatefulSet always has one.
+		if age := p.now().Sub(s.Created); maxAge > 0 && kept > 1 {
+			if age > maxAge {
+				prune = append(prune, Pruned{Set: s.Name, Why: fmt.Sprintf("it is older than %s (%s)", maxAge, policy.MaxAge)})
+				continue
+			}
+			wake(maxAge - age)
+		}
 		if s.Reason == string(policy.ReasonTemplate) && lastUpgrade == "" {
 			lastUpgrade = s.Name
 			continue
@@ -193,6 +195,26 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []snapshotter.SetInfo) (prune
 		}
 	}
 	return prune, requeue
+}
+
+// limits are what a StatefulSet's annotations say of its sets: how many to
+// keep, the age past which they go (0: none), and the sets never pruned (the
+// last recorded one, and those a rollback uses or is asked for).
+func (p *Pruner) limits(ann map[string]string) (keep int, maxAge time.Duration, protected map[string]bool) {
+	pol, _ := policy.ParseAnnotations(map[string]string{policy.Keep: ann[policy.Keep], policy.MaxAge: ann[policy.MaxAge]})
+	keep = pol.Keep
+	if keep == 0 {
+		keep = p.keep()
+	}
+	// A max-age that does not parse prunes nothing by age: only keep applies.
+	if pol.MaxAge >= policy.MinMaxAge {
+		maxAge = pol.MaxAge
+	}
+	protected = map[string]bool{ann[policy.LastSet]: true, ann[policy.RollbackTo]: true}
+	if st, ok := policy.ParseRollbackState(ann); ok && st.InProgress() {
+		protected[st.Request], protected[st.Set], protected[st.SafetySet] = true, true, true
+	}
+	return keep, maxAge, protected
 }
 
 // unadmitted reports whether the change a set was taken for has not landed:

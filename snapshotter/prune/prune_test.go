@@ -95,6 +95,14 @@ func TestPlanPrune(t *testing.T) {
 		"a set taken on demand at the current generation is not unadmitted": {
 			sts: sts(6, nil), sets: []snapshotter.SetInfo{set("m", "manual", 6, time.Hour)}, uids: ours([]snapshotter.SetInfo{{Name: "m"}}), want: "",
 		},
+		"max-age prunes the older sets, whatever keep says, and comes back when the next one is due": {
+			sts: sts(7, map[string]string{policy.Keep: "10", policy.MaxAge: "3h"}), sets: history, uids: ours(history), want: "s3 s2 s1", requeue: time.Hour,
+		},
+		"max-age never prunes the newest set, nor one a rollback is asked for": {
+			sts:  sts(7, map[string]string{policy.MaxAge: "1h", policy.RollbackTo: "s2"}),
+			sets: []snapshotter.SetInfo{set("s3", "schedule", 7, 30*time.Hour), set("s2", "schedule", 7, 40*time.Hour), set("s1", "schedule", 7, 50*time.Hour)},
+			uids: ours([]snapshotter.SetInfo{{Name: "s3"}, {Name: "s2"}, {Name: "s1"}}), want: "s1",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -125,6 +133,7 @@ func TestPruneMayChangeWhenAChangeLands(t *testing.T) {
 	}{
 		"the change lands (a new generation, a new last set)": {sts(4, map[string]string{policy.LastSet: "db-2", policy.Keep: "2"}), true},
 		"keep changes":                     {sts(3, map[string]string{policy.LastSet: "db-1", policy.Keep: "1"}), true},
+		"max-age is set":                   {sts(3, map[string]string{policy.LastSet: "db-1", policy.Keep: "2", policy.MaxAge: "168h"}), true},
 		"status or other metadata changes": {sts(3, map[string]string{policy.LastSet: "db-1", policy.Keep: "2"}), false},
 	} {
 		if got := PruneMayChange(base, tc.updated); got != tc.want {

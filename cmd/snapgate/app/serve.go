@@ -44,6 +44,7 @@ import (
 	"github.com/snapgate/snapgate/snapshotter/prune"
 	"github.com/snapgate/snapgate/snapshotter/record"
 	"github.com/snapgate/snapgate/snapshotter/rollback"
+	"github.com/snapgate/snapgate/snapshotter/schedule"
 	snapwebhook "github.com/snapgate/snapgate/webhook"
 )
 
@@ -410,6 +411,7 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Backend: engine.Backend, Events: events, Metrics: rollbackMetrics,
 		}},
 		{"follower", &follow.Follower{Client: mgr.GetClient(), ReadyDeadline: o.ReadyDeadline, Events: events, Metrics: followMetrics}},
+		{"scheduler", &schedule.Scheduler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Events: events}},
 		{"pruner", &prune.Pruner{Client: mgr.GetClient(), Backend: engine.Backend, Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace, Events: events, Metrics: m}},
 	} {
 		if err := c.c.SetupWithManager(mgr); err != nil {
