@@ -72,6 +72,9 @@ const (
 	LastReason = Prefix + "last-reason"
 	// RollbackStatus is the progress of a rollback.
 	RollbackStatus = Prefix + "rollback-status"
+	// RestoredFrom is on a StatefulSet that `snapgate restore` made: the set
+	// it holds a copy of.
+	RestoredFrom = Prefix + "restored-from"
 )
 
 // Reason is a kind of change that can hurt a StatefulSet's data.
@@ -219,6 +222,7 @@ var annotations = []struct {
 	{LastSnapshots, parseLastSnapshots},
 	{LastReason, writtenBySnapgate},
 	{RollbackStatus, writtenBySnapgate},
+	{RestoredFrom, writtenBySnapgate},
 }
 
 // parsers and known are annotations by key, and its keys in order.

@@ -1,0 +1,52 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/snapgate/snapgate/e2e/framework"
+)
+
+// `snapgate restore set S --into NAME` brings a set's data up beside the live
+// one: a new PostgreSQL on copies of the snapshots answers with the data of
+// then, while the original goes on with its own; nothing is overwritten.
+func TestARestoreIntoANewStatefulSetServesTheOldDataBesideTheLive(t *testing.T) {
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	applyGuide(t, c, ns)
+	psql(t, c, ns, "postgres-0", "CREATE TABLE orders AS SELECT g AS id FROM generate_series(1, 1000) g")
+	snapgate := func(args ...string) framework.Result {
+		return c.Run(t, "", c.Bin("snapgate"), append(args, "--kubeconfig", c.Kubeconfig, "-n", ns)...)
+	}
+	if r := snapgate("snapshot", "sts/postgres"); r.Err != nil {
+		t.Fatalf("snapgate snapshot: %v\n%s", r.Err, r.Stderr)
+	}
+	set := c.Snapshots(t, ns, "postgres")[0].Labels["snapgate.io/set"]
+	psql(t, c, ns, "postgres-0", "INSERT INTO orders SELECT g FROM generate_series(1001, 2000) g")
+
+	r := snapgate("restore", "set", set, "--into", "postgres-copy")
+	if r.Err != nil || !strings.Contains(r.Stdout, "Restored set "+set+" as statefulset "+ns+"/postgres-copy (1 replica) with 1 PVC") {
+		t.Fatalf("snapgate restore: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres-copy", "--timeout=180s")
+	waitPostgres(t, c, ns, "postgres-copy-0")
+	if n, _ := strconv.Atoi(psql(t, c, ns, "postgres-copy-0", "SELECT count(*) FROM orders")); n != 1000 {
+		t.Errorf("the copy has %d orders, want the 1000 of when the set was taken", n)
+	}
+	if n, _ := strconv.Atoi(psql(t, c, ns, "postgres-0", "SELECT count(*) FROM orders")); n != 2000 {
+		t.Errorf("the original has %d orders, want its own 2000", n)
+	}
+	// The copy is no one else's: not selected by the original's labels, not guarded.
+	if got := c.MustKubectl(t, "-n", ns, "get", "pods", "-l", "app=postgres", "-o", "name"); strings.Contains(got, "postgres-copy") {
+		t.Errorf("the original's selector finds the copy's pods: %s", got)
+	}
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "postgres-copy", "-o", "jsonpath={.metadata.labels.snapgate\\.io/guard}"); got != "disabled" {
+		t.Errorf("the copy's snapgate.io/guard = %q, want disabled", got)
+	}
+	if r := snapgate("restore", "set", set, "--into", "postgres-copy"); r.Err == nil || !strings.Contains(r.Stderr, "statefulset "+ns+"/postgres-copy exists; a restore never overwrites") {
+		t.Errorf("a second restore into the same name: %v\n%s", r.Err, r.Stderr)
+	}
+}
