@@ -31,7 +31,8 @@ var chartCases = []struct {
 	{"builtin", []string{"certs.mode=builtin"}},
 	{"builtin-url-single", []string{"certs.mode=builtin", "webhook.url=https://127.0.0.1:19453", "replicaCount=1", "metrics.enabled=false"}},
 	{"cert-manager-url", []string{"webhook.url=https://127.0.0.1:19454"}},
-	{"servicemonitor", []string{"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "priorityClassName=system-cluster-critical"}},
+	{"prometheus-operator", []string{"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "priorityClassName=system-cluster-critical",
+		"metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.release=prom"}},
 }
 
 // The release: its objects are named sg-snapgate, apart from the webhook
@@ -210,6 +211,40 @@ func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 		r := c.Run(t, helmTemplate(t, c, tc.set), c.Bin("kubectl"), "apply", "--dry-run=server", "-f", "-")
 		if r.Err != nil {
 			t.Errorf("%s: the API server refused the rendering: %v\n%s", tc.name, r.Err, lastLines(r.Stderr, 5))
+		}
+	}
+}
+
+// TestChartAlertsPassPromtool renders the chart's PrometheusRule and has
+// Prometheus's own promtool check its rules and run their unit tests
+// (e2e/testdata/alerts/alerts_test.yaml): each alert fires on what it names,
+// with its labels and text, and stays quiet otherwise.
+func TestChartAlertsPassPromtool(t *testing.T) {
+	c := framework.Connect(t)
+	objs := objects(t, helmTemplate(t, c, []string{"metrics.prometheusRule.enabled=true"}))
+	var rule struct {
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(objs["PrometheusRule/"+chartFullname], &rule); err != nil || len(rule.Spec) == 0 {
+		t.Fatalf("the chart renders no PrometheusRule %s with metrics.prometheusRule.enabled (%v)", chartFullname, err)
+	}
+	rules, err := yaml.JSONToYAML(rule.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "e2e", "testdata", "alerts", "alerts_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{"rules.yaml": rules, "alerts_test.yaml": tests} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"check", "rules", filepath.Join(dir, "rules.yaml")}, {"test", "rules", filepath.Join(dir, "alerts_test.yaml")}} {
+		if r := c.Run(t, "", c.Bin("promtool"), args...); r.Err != nil {
+			t.Errorf("promtool %s: %v\n%s%s", strings.Join(args, " "), r.Err, r.Stdout, r.Stderr)
 		}
 	}
 }

@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${SNAPGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/snapgate}/stack
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube kubelet containerd kwok snapshotter provisioner helm certmanager)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube kubelet containerd kwok snapshotter provisioner helm certmanager promtool)
 
 bin_dir() {
   local c=$1 key

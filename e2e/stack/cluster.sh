@@ -93,7 +93,7 @@ module_dir() { # module_dir TOOLS_MODULE MODULE: where the module cache holds MO
 # link_tools builds (once per machine) and links the stack's binaries into $state/bin.
 link_tools() {
   local dirs line
-  dirs=$("$stack/build-tools.sh" etcd kube kubelet containerd kwok snapshotter provisioner helm certmanager)
+  dirs=$("$stack/build-tools.sh" etcd kube kubelet containerd kwok snapshotter provisioner helm certmanager promtool)
   while IFS= read -r line; do
     ln -sf "${line#*=}"/* "$state/bin/"
   done <<<"$dirs"
