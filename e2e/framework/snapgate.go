@@ -98,39 +98,26 @@ func (c *Cluster) ReadyDeadline(t testing.TB) time.Duration {
 // labels (e.g. `finding="overdue"`), from snapgate's own metrics endpoint.
 func (c *Cluster) Metric(t testing.TB, name string, labels ...string) int {
 	t.Helper()
-	port := 19443
-	if p := os.Getenv("SNAPGATE_WEBHOOK_PORT"); p != "" {
-		port, _ = strconv.Atoi(p)
-	}
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port+1))
-	if err != nil {
-		t.Fatalf("read snapgate metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	total := 0
-	sc := bufio.NewScanner(resp.Body)
-next:
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
+	return c.sumMetric(t, name, func(line string) bool {
 		for _, l := range labels {
 			if !strings.Contains(line, l) {
-				continue next
+				return false
 			}
 		}
-		f := strings.Fields(line)
-		n, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		total += int(n)
-	}
-	return total
+		return true
+	})
 }
 
 // GuardDecisions is how many updates (not deletes) snapgate's guard has decided,
 // from its own metrics endpoint. Deletes are left out: earlier tests' namespaces
 // are still being removed, and snapgate rightly guards their StatefulSets' deletes.
 func (c *Cluster) GuardDecisions(t testing.TB) int {
+	t.Helper()
+	return c.sumMetric(t, "snapgate_admission_decisions_total", func(line string) bool { return !strings.Contains(line, `change="delete"`) })
+}
+
+// sumMetric sums the samples of a metric whose lines keep says to count.
+func (c *Cluster) sumMetric(t testing.TB, name string, keep func(line string) bool) int {
 	t.Helper()
 	port := 19443
 	if p := os.Getenv("SNAPGATE_WEBHOOK_PORT"); p != "" {
@@ -145,10 +132,10 @@ func (c *Cluster) GuardDecisions(t testing.TB) int {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "snapgate_admission_decisions_total{") && !strings.Contains(line, `change="delete"`) {
+		if (strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ")) && keep(line) {
 			f := strings.Fields(line)
-			n, _ := strconv.Atoi(f[len(f)-1])
-			total += n
+			n, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += int(n)
 		}
 	}
 	return total

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -36,18 +37,27 @@ func newDescribeCommand() *cobra.Command {
 		Example: `  snapgate describe set postgres-3f2a9c1d -n db
   kubectl snapgate describe set/postgres-3f2a9c1d`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				args = strings.SplitN(args[0], "/", 2)
+			set, err := setArg(args)
+			if err != nil {
+				return err
 			}
-			if len(args) != 2 || args[0] != "set" || args[1] == "" {
-				return fmt.Errorf("name one snapshot set, as set NAME (see `snapgate list sts/NAME`)")
-			}
-			o.Set = args[1]
+			o.Set = set
 			return o.Run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
 	o.Kube.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// setArg reads a snapshot set's name, given as set NAME or set/NAME.
+func setArg(args []string) (string, error) {
+	if len(args) == 1 {
+		args = strings.SplitN(args[0], "/", 2)
+	}
+	if len(args) != 2 || args[0] != "set" || args[1] == "" {
+		return "", errors.New("name one snapshot set, as set NAME (see `snapgate list sts/NAME`)")
+	}
+	return args[1], nil
 }
 
 // Run prints the set.

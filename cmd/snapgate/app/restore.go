@@ -39,13 +39,11 @@ set was taken of is not touched. Nothing that exists is overwritten.`,
 		Example: `  snapgate restore set postgres-3f2a9c1d --into postgres-check -n db
   kubectl snapgate restore set/postgres-3f2a9c1d --into postgres-check`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				args = strings.SplitN(args[0], "/", 2)
+			set, err := setArg(args)
+			if err != nil {
+				return err
 			}
-			if len(args) != 2 || args[0] != "set" || args[1] == "" {
-				return errors.New("name one snapshot set, as set NAME (see `snapgate list sts/NAME`)")
-			}
-			o.Set = args[1]
+			o.Set = set
 			if o.Into == "" {
 				return errors.New("--into: name the new StatefulSet the set is restored as")
 			}

@@ -74,3 +74,15 @@ func TestDescribeShowsWhatARollbackRestores(t *testing.T) {
 		}
 	}
 }
+
+func TestSetArgTakesASetAsKubectlWould(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{{[]string{"set", "pg-abc"}, "pg-abc"}, {[]string{"set/pg-abc"}, "pg-abc"}, {[]string{"sts/pg"}, ""}, {[]string{"set"}, ""}, {nil, ""}} {
+		got, err := setArg(tc.args)
+		if got != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("setArg(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
+}
