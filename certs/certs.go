@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -213,3 +214,23 @@ func Unregister(ctx context.Context, c client.Client, objs ...client.Object) err
 
 // SameCA reports whether two PEM bundles hold the same certificates.
 func SameCA(a, b []byte) bool { return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) }
+
+// ExpiryMetric is a gauge of when the serving certificate in dir expires
+// (snapgate_serving_certificate_expiry_timestamp_seconds), read from the file
+// at each scrape, so it follows every rotation; 0 while there is none to read.
+func ExpiryMetric(dir string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "snapgate_serving_certificate_expiry_timestamp_seconds",
+		Help: "When the webhook's serving certificate expires, in seconds since the epoch (0: none can be read).",
+	}, func() float64 {
+		b, err := os.ReadFile(filepath.Join(dir, CertFile))
+		if err != nil {
+			return 0
+		}
+		cert, err := parseCert(b)
+		if err != nil {
+			return 0
+		}
+		return float64(cert.NotAfter.Unix())
+	})
+}

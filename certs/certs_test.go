@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -57,5 +58,25 @@ func TestEnsureGeneratesReusesAndRenews(t *testing.T) {
 	o.DNSNames = append(o.DNSNames, "snapgate.other.svc")
 	if widened, err := Ensure(o); err != nil || SameCA(renewed, widened) {
 		t.Fatalf("a certificate that lacks a name was kept (err %v)", err)
+	}
+}
+
+func TestExpiryMetricFollowsTheCertificateInTheDirectory(t *testing.T) {
+	dir := t.TempDir()
+	g := ExpiryMetric(dir)
+	if v := testutil.ToFloat64(g); v != 0 {
+		t.Fatalf("with no certificate: %v, want 0", v)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := Ensure(Options{Dir: dir, DNSNames: []string{"sg.snapgate.svc"}, Validity: 48 * time.Hour, Clock: clocktesting.NewFakePassiveClock(now)}); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	if v := testutil.ToFloat64(g); v != float64(leaf.NotAfter.Unix()) {
+		t.Fatalf("expiry %v, want the certificate's NotAfter %v", v, leaf.NotAfter.Unix())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -199,5 +200,17 @@ func TestTheThawerTellsOfAPolicyItCannotRead(t *testing.T) {
 	}
 	if got := exec.ran(":thaw"); !slices.Equal(got, []string{"pg-0"}) {
 		t.Errorf("post-hooks ran in %v; want the owed one in pg-0 still", got)
+	}
+}
+
+// TestOwedMetricCountsThePodsOfExpiredRecordsOnly: a live replica's record is
+// no debt yet; an expired one's pods are.
+func TestOwedMetricCountsThePodsOfExpiredRecordsOnly(t *testing.T) {
+	r := runner(t, &fakeExec{}, true)
+	now := time.Now()
+	record(t, r.Client, now.Add(-time.Minute), Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-0", []string{"thaw"}}, {"pg-1", []string{"thaw"}}}})
+	record(t, r.Client, now, Owing{Namespace: "db", StatefulSet: "pg", Pods: []Owed{{"pg-2", []string{"thaw"}}}})
+	if v := testutil.ToFloat64(OwedMetric(r.Client, "snapgate-system", clocktesting.NewFakePassiveClock(now))); v != 2 {
+		t.Fatalf("owed = %v, want the 2 pods of the expired record", v)
 	}
 }

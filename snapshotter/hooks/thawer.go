@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -187,4 +188,34 @@ func (t *Thawer) drop(ctx context.Context, l *coordinationv1.Lease) error {
 		return fmt.Errorf("delete record %s: %w", l.Name, err)
 	}
 	return nil
+}
+
+// OwedMetric is a gauge of the post-hooks owed by replicas that stopped
+// renewing their in-flight records (snapgate_post_hooks_owed): pods that may
+// still be quiesced while the Thawer has not run their post-hooks, or keeps
+// failing to. It is counted from the cached records at each scrape.
+func OwedMetric(c client.Reader, namespace string, clk clock.PassiveClock) prometheus.Collector {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "snapgate_post_hooks_owed",
+		Help: "Post-hooks owed by snapgate replicas that stopped renewing their in-flight records: pods that may still be quiesced.",
+	}, func() float64 {
+		var leases coordinationv1.LeaseList
+		if err := c.List(context.Background(), &leases, client.InNamespace(namespace),
+			client.MatchingLabels{snapshotter.LabelComponent: snapshotter.ComponentInFlight, snapshotter.LabelManagedBy: snapshotter.ManagedBy}); err != nil {
+			return 0
+		}
+		owed := 0
+		for i := range leases.Items {
+			l := &leases.Items[i]
+			var o Owing
+			if untilExpiry(l, clk.Now()) > 0 || json.Unmarshal([]byte(l.Annotations[snapshotter.AnnotationOwed]), &o) != nil {
+				continue
+			}
+			owed += len(o.Pods)
+		}
+		return float64(owed)
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -422,8 +423,14 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 }
 
 // addRunnables adds the probes, the certificate rotator and, for local runs,
-// the registration of the webhook configurations.
+// the registration of the webhook configurations; and the gauges read at
+// each scrape (the serving certificate's expiry, post-hooks owed).
 func (o *ServeOptions) addRunnables(mgr ctrl.Manager, caPEM []byte, rotator *certs.Rotator) error {
+	for _, g := range []prometheus.Collector{certs.ExpiryMetric(o.CertDir), hooks.OwedMetric(mgr.GetClient(), o.Namespace, nil)} {
+		if err := metrics.Registry.Register(g); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
 	srv := mgr.GetWebhookServer()
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
