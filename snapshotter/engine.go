@@ -263,6 +263,20 @@ func (e *Engine) CreateSet(ctx context.Context, plan *Plan) error {
 	return e.backend().Create(ctx, plan)
 }
 
+// PresetHooksOnly is the engine and policy for a set no user asked for at that
+// moment (a rollback's safety set, a schedule's run): only the preset's hooks
+// run. Hooks written in annotations, snapgate's or Velero's on the pods, run
+// with the rights of whoever asked, which a controller cannot prove; with no
+// preset the engine runs no hooks at all.
+func (e *Engine) PresetHooksOnly(p policy.Policy) (*Engine, policy.Policy) {
+	p.Hooks = policy.Hooks{Preset: p.Hooks.Preset, Container: p.Hooks.Container, Timeout: p.Hooks.Timeout, OnError: p.Hooks.OnError}
+	engine := *e
+	if p.Hooks.Preset == "" {
+		engine.Hooks = nil
+	}
+	return &engine, p
+}
+
 // SnapshotBackend is the Backend the engine makes and reads sets through.
 func (e *Engine) SnapshotBackend() Backend { return e.backend() }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -62,6 +63,12 @@ type Controller struct {
 	Recheck time.Duration
 	// Clock tells the time; the real clock when nil.
 	Clock clock.PassiveClock
+
+	// boundTo holds, by snapshot UID, the VolumeSnapshotContent each snapshot
+	// was found bound to: a binding does not change while the snapshot lives
+	// (the snapshot controller's finalizer keeps the content), so a rollback
+	// woken again and again reads each content from the API server once.
+	boundTo sync.Map
 }
 
 var _ reconcile.Reconciler = (*Controller)(nil)

@@ -413,3 +413,25 @@ func TestWatchEventsWakeOnlyRollbacks(t *testing.T) {
 		}
 	}
 }
+
+// TestEachSnapshotsContentIsReadOnceAcrossWakes: a rollback woken again and
+// again checks its set each time, but reads each snapshot's content from the
+// API server once.
+func TestEachSnapshotsContentIsReadOnceAcrossWakes(t *testing.T) {
+	cl := world(t, "", "")
+	reads := 0
+	c := controllerFor(cl)
+	c.Reader = interceptor.NewClient(cl, interceptor.Funcs{Get: func(ctx context.Context, w client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+		if _, ok := obj.(*snapv1.VolumeSnapshotContent); ok {
+			reads++
+		}
+		return w.Get(ctx, key, obj, opts...)
+	}})
+	if seen := drive(t, c, cl); len(seen) < 3 {
+		t.Fatalf("the rollback ended in %d reconciles (%v); want it woken several times", len(seen), seen)
+	}
+	rolledBack(t, cl)
+	if reads != 3 {
+		t.Fatalf("VolumeSnapshotContents read %d times, want once for each of the 3 snapshots", reads)
+	}
+}

@@ -75,10 +75,9 @@ func (c *Controller) takeSafetySet(ctx context.Context, r *rollback) (ctrl.Resul
 	return c.retainStep(ctx, r)
 }
 
-// planSafetySet plans the safety set. Its hooks are the preset's only, and
-// their failure does not stop the rollback: the application may be what is
-// broken. Annotation hooks are left out: they run with the rights of whoever
-// asked, which a controller cannot prove.
+// planSafetySet plans the safety set. Its hooks are the preset's only
+// (Engine.PresetHooksOnly), and their failure does not stop the rollback: the
+// application may be what is broken.
 func (c *Controller) planSafetySet(ctx context.Context, r *rollback) (*snapshotter.Engine, *snapshotter.Plan, error) {
 	p, errs := policy.Parse(r.sts)
 	if len(errs) > 0 {
@@ -89,11 +88,8 @@ func (c *Controller) planSafetySet(ctx context.Context, r *rollback) (*snapshott
 		p = policy.Policy{}
 	}
 	p.WaitFor = policy.WaitReady
-	p.Hooks = policy.Hooks{Preset: p.Hooks.Preset, Container: p.Hooks.Container, Timeout: p.Hooks.Timeout, OnError: "Continue"}
-	engine := *c.Engine
-	if p.Hooks.Preset == "" {
-		engine.Hooks = nil
-	}
+	engine, p := c.Engine.PresetHooksOnly(p)
+	p.Hooks.OnError = "Continue"
 	change := snapshotter.Change{
 		Reason: policy.ReasonRollback, Old: r.sts, NewReplicas: snapshotter.Replicas(r.sts), Nonce: r.st.ID,
 		UserInfo: authenticationv1.UserInfo{Username: "snapgate rollback to " + r.st.Set},
@@ -106,7 +102,7 @@ func (c *Controller) planSafetySet(ctx context.Context, r *rollback) (*snapshott
 	if err != nil {
 		return nil, nil, fmt.Errorf("plan safety set: %w", err)
 	}
-	return &engine, plan, nil
+	return engine, plan, nil
 }
 
 // cutSafetySet takes the planned set as far as cut, and records it taken.
@@ -371,6 +367,9 @@ func (c *Controller) bound(ctx context.Context, vs *snapv1.VolumeSnapshot) error
 	if name == nil || *name == "" {
 		return errors.New("it is bound to no VolumeSnapshotContent")
 	}
+	if seen, ok := c.boundTo.Load(vs.UID); ok && seen == *name {
+		return nil
+	}
 	var content snapv1.VolumeSnapshotContent
 	if err := c.Reader.Get(ctx, types.NamespacedName{Name: *name}, &content); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -381,6 +380,9 @@ func (c *Controller) bound(ctx context.Context, vs *snapv1.VolumeSnapshot) error
 	ref := content.Spec.VolumeSnapshotRef
 	if ref.Name != vs.Name || ref.Namespace != vs.Namespace || (ref.UID != "" && ref.UID != vs.UID) {
 		return fmt.Errorf("its VolumeSnapshotContent %s is bound to %s/%s, not to it", *name, ref.Namespace, ref.Name)
+	}
+	if vs.UID != "" {
+		c.boundTo.Store(vs.UID, *name)
 	}
 	return nil
 }

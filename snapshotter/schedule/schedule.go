@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -71,9 +72,13 @@ func (s *Scheduler) SetupWithManager(mgr ctrl.Manager) error {
 		_, ok := o.GetAnnotations()[policy.Schedule]
 		return ok
 	})
+	// A run holds its worker while its set is taken (hooks, cut and, as the
+	// StatefulSet's wait-for says, ready): schedules that fall due together
+	// are taken four at a time rather than one after another.
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("schedule").
 		WatchesMetadata(snapshotter.StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(scheduled)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(s)
 }
 
@@ -155,9 +160,9 @@ func (s *Scheduler) lastScheduled(ctx context.Context, sts *metav1.PartialObject
 	return last, nil
 }
 
-// take takes the set of the run due at due. Its hooks are the preset's only:
-// annotation hooks run with the rights of whoever asked, and a schedule asks
-// for no one. A policy that cannot be read takes the set without hooks.
+// take takes the set of the run due at due, with the preset's hooks only
+// (Engine.PresetHooksOnly: a schedule asks for no one whose rights could be
+// checked). A policy that cannot be read takes the set without hooks.
 func (s *Scheduler) take(ctx context.Context, req reconcile.Request, due time.Time) error {
 	var sts appsv1.StatefulSet
 	if err := s.Reader.Get(ctx, req.NamespacedName, &sts); err != nil {
@@ -168,11 +173,7 @@ func (s *Scheduler) take(ctx context.Context, req reconcile.Request, due time.Ti
 		s.event(&sts, corev1.EventTypeWarning, "PolicyUnreadable", "The scheduled set is taken without hooks: the snapgate annotations cannot be read: %s", errs.ToAggregate())
 		p = policy.Policy{WaitFor: policy.WaitReady}
 	}
-	p.Hooks = policy.Hooks{Preset: p.Hooks.Preset, Container: p.Hooks.Container, Timeout: p.Hooks.Timeout, OnError: p.Hooks.OnError}
-	engine := *s.Engine
-	if p.Hooks.Preset == "" {
-		engine.Hooks = nil
-	}
+	engine, p := s.Engine.PresetHooksOnly(p)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
 	start := s.now()
