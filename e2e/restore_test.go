@@ -49,4 +49,35 @@ func TestARestoreIntoANewStatefulSetServesTheOldDataBesideTheLive(t *testing.T) 
 	if r := snapgate("restore", "set", set, "--into", "postgres-copy"); r.Err == nil || !strings.Contains(r.Stderr, "statefulset "+ns+"/postgres-copy exists; a restore never overwrites") {
 		t.Errorf("a second restore into the same name: %v\n%s", r.Err, r.Stderr)
 	}
+
+	// Into another namespace: refused until the Secret the pods need is
+	// there, then carried across by the snapshots' contents.
+	other := c.Namespace(t)
+	into := other + "/postgres"
+	if r := snapgate("restore", "set", set, "--into", into); r.Err == nil ||
+		!strings.Contains(r.Stderr, "need what namespace "+other+" does not have: secret postgres-secret (env POSTGRES_PASSWORD of container postgres)") {
+		t.Fatalf("a restore into a namespace without the Secret: %v\n%s", r.Err, r.Stderr)
+	}
+	c.MustKubectl(t, "-n", other, "create", "secret", "generic", "postgres-secret", "--from-literal=password=another")
+	r = snapgate("restore", "set", set, "--into", into)
+	if r.Err != nil || !strings.Contains(r.Stdout, "(deletion policy Retain)") || !strings.Contains(r.Stdout, "as statefulset "+into+" (1 replica) with 1 PVC") {
+		t.Fatalf("snapgate restore into %s: %v\n%s%s", into, r.Err, r.Stdout, r.Stderr)
+	}
+	c.MustKubectl(t, "-n", other, "rollout", "status", "statefulset/postgres", "--timeout=180s")
+	waitPostgres(t, c, other, "postgres-0")
+	if n, _ := strconv.Atoi(psql(t, c, other, "postgres-0", "SELECT count(*) FROM orders")); n != 1000 {
+		t.Errorf("the copy in %s has %d orders, want the 1000 of when the set was taken", other, n)
+	}
+	// Deleting the copy as the restore said to leaves the original's data.
+	c.MustKubectl(t, "-n", other, "delete", "statefulset/postgres", "pvc/data-postgres-0", "--wait=false")
+	c.MustKubectl(t, "-n", other, "delete", "volumesnapshot", "-l", "snapgate.io/copy-of="+set)
+	c.MustKubectl(t, "delete", "volumesnapshotcontent", "-l", "snapgate.io/copy-of="+set)
+	if r := snapgate("restore", "set", set, "--into", "postgres-again"); r.Err != nil {
+		t.Errorf("the original set after its copy was deleted: %v\n%s", r.Err, r.Stderr)
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/postgres-again", "--timeout=180s")
+	waitPostgres(t, c, ns, "postgres-again-0")
+	if n, _ := strconv.Atoi(psql(t, c, ns, "postgres-again-0", "SELECT count(*) FROM orders")); n != 1000 {
+		t.Errorf("a restore after the copy was deleted has %d orders, want 1000", n)
+	}
 }

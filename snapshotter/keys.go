@@ -62,6 +62,15 @@ const (
 	FollowedOverdue = "overdue"
 )
 
+// Keys on the snapshots `snapgate restore --into` carries into another
+// namespace, and on their contents.
+const (
+	// LabelCopyOf is the set a carried snapshot is a copy of.
+	LabelCopyOf = policy.Prefix + "copy-of"
+	// AnnotationCopyOf is the snapshot it is a copy of, "namespace/name".
+	AnnotationCopyOf = policy.Prefix + "copy-of"
+)
+
 // Annotations snapgate writes during a rollback.
 const (
 	// AnnotationRestoredFrom is on a PVC a rollback made: the snapshot it holds.
