@@ -57,4 +57,20 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	if out := c.MustKubectl(t, "-n", rel.namespace, "get", "leases", "-l", "snapgate.io/component=in-flight-hooks", "-o", "name"); out != "" {
 		t.Errorf("records of post-hooks in flight left behind: %s", out)
 	}
+
+	// A scheduled verify: a scratch StatefulSet and PVCs created, exec'd
+	// into, the snapshots marked, all of it deleted.
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.VerifyCommand+`=["ls","/data"]`, policy.Verify+"=* * * * *")
+	waitFor(t, 3*time.Minute, func() bool {
+		for _, vs := range c.Snapshots(t, ns, "db") {
+			if vs.Annotations["snapgate.io/verified"] == "passed" {
+				return true
+			}
+		}
+		return false
+	}, "a set verified on schedule")
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.Verify+"-")
+	waitFor(t, time.Minute, func() bool {
+		return strings.TrimSpace(c.MustKubectl(t, "-n", ns, "get", "statefulsets,pvc", "-l", "snapgate.io/verify-of", "-o", "name")) == ""
+	}, "the verify's scratch copy deleted")
 }

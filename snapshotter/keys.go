@@ -71,6 +71,27 @@ const (
 	AnnotationCopyOf = policy.Prefix + "copy-of"
 )
 
+// Keys of a verify: on every snapshot of the set it verified, and on the
+// scratch copy it restored the set as.
+const (
+	// AnnotationVerified is the outcome of the set's last verify: VerifyPassed
+	// or VerifyFailed.
+	AnnotationVerified = policy.Prefix + "verified"
+	// AnnotationVerifiedAt is when it ended (RFC 3339).
+	AnnotationVerifiedAt = policy.Prefix + "verified-at"
+	// AnnotationVerifiedHow says what was checked, and what failed.
+	AnnotationVerifiedHow = policy.Prefix + "verified-how"
+	// LabelVerifyOf is on a verify's scratch StatefulSet and PVCs: the set
+	// it verifies, so that one left behind is found.
+	LabelVerifyOf = policy.Prefix + "verify-of"
+)
+
+// Outcomes of a verify (AnnotationVerified).
+const (
+	VerifyPassed = "passed"
+	VerifyFailed = "failed"
+)
+
 // Annotations snapgate writes during a rollback.
 const (
 	// AnnotationRestoredFrom is on a PVC a rollback made: the snapshot it holds.

@@ -40,6 +40,11 @@ type SetInfo struct {
 	WaitFor string `json:"waitFor,omitempty"`
 	// Overdue is set when the set was not ready by the ready deadline.
 	Overdue bool `json:"overdue,omitempty"`
+	// Verified is the outcome of the set's last verify, VerifiedAt when it
+	// ended and VerifiedHow what it checked; empty when never verified.
+	Verified    string    `json:"verified,omitempty"`
+	VerifiedAt  time.Time `json:"verifiedAt,omitzero"`
+	VerifiedHow string    `json:"verifiedHow,omitempty"`
 }
 
 // TakenAt is when a snapshot's set was started, to the nanosecond where
@@ -97,6 +102,10 @@ func ListSets(ctx context.Context, l SetLister, namespace, statefulSet string) (
 		}
 		if vs.Annotations[AnnotationFollowed] == FollowedOverdue {
 			s.Overdue = true
+		}
+		// A verify marks every snapshot; the newest mark is the set's.
+		if at, err := time.Parse(time.RFC3339, vs.Annotations[AnnotationVerifiedAt]); err == nil && at.After(s.VerifiedAt) {
+			s.Verified, s.VerifiedAt, s.VerifiedHow = vs.Annotations[AnnotationVerified], at, vs.Annotations[AnnotationVerifiedHow]
 		}
 		if src := vs.Spec.Source.PersistentVolumeClaimName; src != nil {
 			s.Snapshot[*src] = vs.Name

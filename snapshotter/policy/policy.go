@@ -60,6 +60,12 @@ const (
 	// MaxAge prunes ready sets older than this (a duration such as 168h),
 	// besides Keep.
 	MaxAge = Prefix + "max-age"
+	// Verify verifies the newest ready set on a cron schedule, as Schedule
+	// reads it.
+	Verify = Prefix + "verify"
+	// VerifyCommand is a JSON argv list a verify runs in each restored pod,
+	// instead of the preset's check.
+	VerifyCommand = Prefix + "verify-command"
 )
 
 // Keys snapgate records.
@@ -131,6 +137,10 @@ type Policy struct {
 	Schedule cron.Schedule
 	// MaxAge, when above 0, prunes ready sets older than it.
 	MaxAge time.Duration
+	// Verify, when set, verifies the newest ready set on its times.
+	Verify cron.Schedule
+	// VerifyCommand, when set, is the check a verify runs in each pod.
+	VerifyCommand []string
 	// Hooks are the hook annotations, parsed and checked.
 	Hooks Hooks
 }
@@ -218,6 +228,8 @@ var annotations = []struct {
 	{RollbackTo, parseRollbackTo},
 	{Schedule, parseSchedule},
 	{MaxAge, parseMaxAge},
+	{Verify, parseVerify},
+	{VerifyCommand, parseVerifyCommand},
 	{LastSet, writtenBySnapgate},
 	{LastSnapshots, parseLastSnapshots},
 	{LastReason, writtenBySnapgate},
@@ -375,6 +387,24 @@ func parseSchedule(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) f
 		return field.ErrorList{field.Invalid(fp, v, "must be a cron schedule of five fields (minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\" for 02:00 every day) or @hourly, @daily, @weekly: "+err.Error())}
 	}
 	p.Schedule = sched
+	return nil
+}
+
+func parseVerify(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	sched, err := ParseSchedule(v)
+	if err != nil {
+		return field.ErrorList{field.Invalid(fp, v, "must be a cron schedule of five fields (e.g. \"0 4 * * 0\" for 04:00 on Sundays) or @daily, @weekly: "+err.Error())}
+	}
+	p.Verify = sched
+	return nil
+}
+
+func parseVerifyCommand(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	argv, msg := parseArgvJSON(v)
+	p.VerifyCommand = argv
+	if msg != "" {
+		return field.ErrorList{field.Invalid(fp, v, msg)}
+	}
 	return nil
 }
 

@@ -75,3 +75,42 @@ func TestPostgresPresetConnectsAsTheImagesSuperuser(t *testing.T) {
 		}
 	})
 }
+
+// The postgres check asks every database that allows connections, names
+// included that have a space, and fails naming the one that does not answer.
+func TestPostgresVerifyAsksEveryDatabase(t *testing.T) {
+	for name, tc := range map[string]struct {
+		dbs     string
+		wantOut string
+		wantErr string
+	}{
+		"all answer":         {dbs: "postgres\\nmy db\\ntemplate1", wantOut: "3 databases answer"},
+		"one does not":       {dbs: "postgres\\nbroken", wantErr: "snapgate postgres: database broken does not answer"},
+		"the server is down": {dbs: "", wantErr: "server down"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			// The stand-in lists tc.dbs for the catalog of databases, and
+			// refuses the database named broken.
+			psql := "#!/bin/sh\ndb=\nwhile [ $# -gt 0 ]; do case $1 in -d) db=$2; shift;; esac; shift; done\n" +
+				"[ -n '" + tc.dbs + "' ] || { echo 'server down' >&2; exit 2; }\n" +
+				"[ \"$db\" = broken ] && exit 2\n[ \"$db\" = postgres ] && printf '" + tc.dbs + "\\n'\nexit 0\n"
+			if err := os.WriteFile(filepath.Join(dir, "psql"), []byte(psql), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			argv := All["postgres"].Verify
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin", "POSTGRES_PASSWORD=pw"}
+			out, err := cmd.CombinedOutput()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(string(out), tc.wantErr) {
+					t.Fatalf("check passed or said %q; want a failure saying %q", out, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || strings.TrimSpace(string(out)) != tc.wantOut {
+				t.Fatalf("check: %v: %q; want %q", err, out, tc.wantOut)
+			}
+		})
+	}
+}

@@ -18,6 +18,11 @@ type Preset struct {
 	// FreezesMounts: Pre and Post take, as their last arguments, the paths at
 	// which the hook container mounts the StatefulSet's volumes.
 	FreezesMounts bool
+	// Verify checks, in a pod restored from a set, that the application
+	// serves the restored data (empty: the preset has no check); Checks says
+	// what it checks.
+	Verify []string
+	Checks string
 }
 
 // Names are the presets' names, in the order messages list them: the
@@ -44,22 +49,27 @@ var All = map[string]Preset{
 	// image, where no role "root" exists; uid 1001 without a passwd entry in
 	// Bitnami's), with the password the image was given where local
 	// connections ask for one (Bitnami's md5).
-	"postgres": {Does: "CHECKPOINT", Pre: []string{"sh", "-c", postgresCheckpoint, "snapgate-postgres"}},
+	// Its check connects to every database that allows connections and reads
+	// its catalog: a server that failed recovery accepts none.
+	"postgres": {Does: "CHECKPOINT", Pre: []string{"sh", "-c", postgresCheckpoint, "snapgate-postgres"},
+		Verify: []string{"sh", "-c", postgresVerify, "snapgate-postgres"}, Checks: "every database accepts a connection and reads its catalog"},
 	// A MySQL or MariaDB read lock lasts only while its session does. The
 	// pre-hook leaves the session running in the pod, holding the lock, and
 	// returns once the lock is held; the post-hook (after the cut) ends the
 	// session. If snapgate never gets to the post-hook, the session ends by
 	// itself after MySQLLockBound. These are snapgate's own fixed scripts,
 	// never a user's text.
-	"mysql": {Does: "a read lock held in an open session until the cut", Pre: []string{"sh", "-c", mysqlLock}, Post: []string{"sh", "-c", mysqlUnlock}},
+	"mysql": {Does: "a read lock held in an open session until the cut", Pre: []string{"sh", "-c", mysqlLock}, Post: []string{"sh", "-c", mysqlUnlock},
+		Verify: []string{"sh", "-c", mysqlVerify}, Checks: "the server answers and lists its tables"},
 	// MongoDB's fsyncLock flushes to disk and blocks writes until fsyncUnlock,
 	// whether or not the session that took it lives on; the pre-hook leaves a
 	// watchdog in the pod that unlocks after MongoDBLockBound if snapgate never
 	// gets to the post-hook.
 	"mongodb": {
-		Does: "fsyncLock until the cut, with a watchdog in the pod",
-		Pre:  []string{"sh", "-c", mongoLock, "snapgate-mongodb", fmt.Sprint(int(MongoDBLockBound.Seconds())), mongoWatchdog},
-		Post: []string{"sh", "-c", mongoUnlock},
+		Does:   "fsyncLock until the cut, with a watchdog in the pod",
+		Pre:    []string{"sh", "-c", mongoLock, "snapgate-mongodb", fmt.Sprint(int(MongoDBLockBound.Seconds())), mongoWatchdog},
+		Post:   []string{"sh", "-c", mongoUnlock},
+		Verify: []string{"sh", "-c", mongoVerify}, Checks: "the server answers a ping and lists its databases",
 	},
 	// fsfreeze freezes the filesystem of each of the StatefulSet's volumes, as
 	// the container mounts them: writes wait, and what was written is on disk.
@@ -94,7 +104,26 @@ const shellFirst = `first() {
 // images allow. The database is postgres, which exists whatever POSTGRES_DB
 // says. The socket is the client's default, which is where both images' servers
 // listen.
-const postgresCheckpoint = "set -u\n" + shellFirst + `if [ -n "${BITNAMI_APP_NAME:-}" ]; then
+const postgresCheckpoint = postgresClient + `exec psql -X -q -v ON_ERROR_STOP=1 -U "${user:-postgres}" -d postgres -c CHECKPOINT
+`
+
+// postgresVerify reads the catalog of every database that allows
+// connections, as the superuser the checkpoint connects as.
+const postgresVerify = postgresClient + `q() { psql -X -A -t -q -v ON_ERROR_STOP=1 -U "${user:-postgres}" "$@"; }
+dbs=$(q -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1") || exit 1
+n=0
+while IFS= read -r db; do
+  [ -n "$db" ] || continue
+  q -d "$db" -c "SELECT count(*) FROM pg_catalog.pg_class" >/dev/null || { echo "snapgate postgres: database $db does not answer" >&2; exit 1; }
+  n=$((n+1))
+done <<DBS
+$dbs
+DBS
+echo "$n databases answer"
+`
+
+// postgresClient sets user and PGPASSWORD for psql, as postgresCheckpoint says.
+const postgresClient = "set -u\n" + shellFirst + `if [ -n "${BITNAMI_APP_NAME:-}" ]; then
   user=postgres
   custom=$(first POSTGRESQL_USERNAME POSTGRES_USER)
   if [ -n "$custom" ] && [ "$custom" != postgres ]; then pw=$(first POSTGRESQL_POSTGRES_PASSWORD POSTGRES_POSTGRES_PASSWORD)
@@ -105,7 +134,6 @@ else
 fi
 [ -n "${PGPASSWORD:-}" ] || [ -z "$pw" ] || export PGPASSWORD="$pw"
 command -v psql >/dev/null 2>&1 || { echo "snapgate postgres: no psql in this container's PATH" >&2; exit 127; }
-exec psql -X -q -v ON_ERROR_STOP=1 -U "${user:-postgres}" -d postgres -c CHECKPOINT
 `
 
 // MongoDBLockBound is how long the mongodb preset's lock can outlive a
@@ -149,6 +177,10 @@ out=$(mongo_eval 'db.fsyncLock()' 2>&1) || { echo "$out" >&2; rm -f "$token"; ex
 `
 
 var mongoUnlock = "set -u\n" + mongoClient + mongoUnlockBody
+
+// mongoVerify pings the server and counts its databases.
+var mongoVerify = "set -u\n" + mongoClient + `mongo_eval 'if (db.adminCommand({ping: 1}).ok !== 1) { quit(1) }; print(db.adminCommand({listDatabases: 1, nameOnly: true}).databases.length + " databases")'
+`
 
 // mongoWatchdog runs as: sh -c mongoWatchdog NAME BOUND ID.
 var mongoWatchdog = "cd /; sleep \"$1\"; id=$2\n" + mongoClient + `[ "$(cat "$token" 2>/dev/null)" = "$id" ] || exit 0
@@ -246,6 +278,12 @@ while :; do
   if ! kill -0 "$pid" 2>/dev/null; then cat "$lock.err" >&2; rm -f "$lock" "$lock.err"; exit 1; fi
   sleep 0.05
 done
+`
+
+// mysqlVerify asks the server for its tables, which reads every schema's
+// data dictionary.
+var mysqlVerify = "set -u\n" + mysqlClient + `n=$("$c" $auth -N -B -e "SELECT COUNT(*) FROM information_schema.TABLES") || exit 1
+echo "$n tables"
 `
 
 // mysqlUnlock ends the session whose id the pre-hook recorded, locked or still

@@ -199,9 +199,15 @@ func (s *Scheduler) event(obj client.Object, kind, reason, format string, args .
 		return
 	}
 	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-		obj = &appsv1.StatefulSet{ObjectMeta: m.ObjectMeta}
+		obj = statefulSetOf(m)
 	}
 	s.Events.Eventf(obj, nil, kind, reason, "Schedule", format, args...)
+}
+
+// statefulSetOf is the StatefulSet of metadata, typed, for an Event's
+// reference to name its kind.
+func statefulSetOf(m *metav1.PartialObjectMetadata) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{ObjectMeta: m.ObjectMeta}
 }
 
 func (s *Scheduler) startingDeadline() time.Duration {

@@ -149,7 +149,7 @@ func (o *ListOptions) print(out io.Writer, ns string, sets []snapshotter.SetInfo
 		return err
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(w, "SET\tREASON\tAGE\tREADY\tSIZE\tBY")
+	fmt.Fprintln(w, "SET\tREASON\tAGE\tREADY\tVERIFIED\tSIZE\tBY")
 	for _, s := range sets {
 		ready := fmt.Sprintf("%d/%d", s.Ready, s.Snapshots)
 		switch {
@@ -158,7 +158,11 @@ func (o *ListOptions) print(out io.Writer, ns string, sets []snapshotter.SetInfo
 		case s.Ready < s.Snapshots && s.Overdue:
 			ready += " (overdue)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Clock.Now().Sub(s.Created)), ready, humanSize(s.Size.Value()), s.RequestedBy)
+		verified := "-"
+		if s.Verified != "" {
+			verified = s.Verified + " " + duration.HumanDuration(o.Clock.Now().Sub(s.VerifiedAt)) + " ago"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Reason, duration.HumanDuration(o.Clock.Now().Sub(s.Created)), ready, verified, humanSize(s.Size.Value()), s.RequestedBy)
 	}
 	return w.Flush()
 }

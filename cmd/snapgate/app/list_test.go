@@ -46,16 +46,17 @@ func TestListPrintsATableNewestFirst(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	o := &ListOptions{Output: "table", StatefulSet: "postgres", Clock: clocktesting.NewFakePassiveClock(now)}
 	sets := []snapshotter.SetInfo{
-		{Name: "postgres-3f9a1c2b", Reason: "template", Created: now.Add(-90 * time.Second), RequestedBy: "alice", Snapshots: 3, Ready: 3, Size: resource.MustParse("3Gi")},
+		{Name: "postgres-3f9a1c2b", Reason: "template", Created: now.Add(-90 * time.Second), RequestedBy: "alice", Snapshots: 3, Ready: 3, Size: resource.MustParse("3Gi"),
+			Verified: "passed", VerifiedAt: now.Add(-30 * time.Second)},
 		{Name: "postgres-00aa11bb", Reason: "scale-down", Created: now.Add(-26 * time.Hour), Snapshots: 2, Ready: 1, Failed: "x: quota"},
 	}
 	var out bytes.Buffer
 	if err := o.print(&out, "db", sets); err != nil {
 		t.Fatal(err)
 	}
-	want := "SET                 REASON       AGE   READY          SIZE    BY\n" +
-		"postgres-3f9a1c2b   template     90s   3/3            3.0Gi   alice\n" +
-		"postgres-00aa11bb   scale-down   26h   1/2 (failed)   -       \n"
+	want := "SET                 REASON       AGE   READY          VERIFIED         SIZE    BY\n" +
+		"postgres-3f9a1c2b   template     90s   3/3            passed 30s ago   3.0Gi   alice\n" +
+		"postgres-00aa11bb   scale-down   26h   1/2 (failed)   -                -       \n"
 	if out.String() != want {
 		t.Fatalf("table =\n%s\nwant\n%s", out.String(), want)
 	}

@@ -21,7 +21,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCommand(), newServeCommand(), newListCommand(), newDescribeCommand(), newSnapshotCommand(), newRollbackCommand(), newRestoreCommand())
+	root.AddCommand(newVersionCommand(), newServeCommand(), newListCommand(), newDescribeCommand(), newSnapshotCommand(), newRollbackCommand(), newRestoreCommand(), newVerifyCommand())
 	return root
 }
 

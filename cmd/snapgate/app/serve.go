@@ -26,6 +26,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,6 +47,7 @@ import (
 	"github.com/snapgate/snapgate/snapshotter/record"
 	"github.com/snapgate/snapgate/snapshotter/rollback"
 	"github.com/snapgate/snapgate/snapshotter/schedule"
+	"github.com/snapgate/snapgate/snapshotter/verify"
 	snapwebhook "github.com/snapgate/snapgate/webhook"
 )
 
@@ -402,6 +404,10 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	verifier, err := newVerifier(mgr, runner.Exec, events)
+	if err != nil {
+		return err
+	}
 	for _, c := range []struct {
 		name string
 		c    interface{ SetupWithManager(ctrl.Manager) error }
@@ -413,6 +419,7 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 		}},
 		{"follower", &follow.Follower{Client: mgr.GetClient(), ReadyDeadline: o.ReadyDeadline, Events: events, Metrics: followMetrics}},
 		{"scheduler", &schedule.Scheduler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Events: events}},
+		{"verify scheduler", &schedule.VerifyScheduler{Client: mgr.GetClient(), Sets: engine.SnapshotBackend(), Verifier: verifier, Events: events}},
 		{"pruner", &prune.Pruner{Client: mgr.GetClient(), Backend: engine.Backend, Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace, Events: events, Metrics: m}},
 	} {
 		if err := c.c.SetupWithManager(mgr); err != nil {
@@ -420,6 +427,19 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 		}
 	}
 	return nil
+}
+
+// newVerifier is the verifier of scheduled verifies, exec'ing as the hooks do.
+func newVerifier(mgr ctrl.Manager, exec hooks.Executor, events events.EventRecorder) (*verify.Verifier, error) {
+	m, err := verify.NewMetrics(metrics.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, fmt.Errorf("create clientset: %w", err)
+	}
+	return &verify.Verifier{Client: mgr.GetClient(), Kube: kube, Exec: exec, Events: events, Metrics: m}, nil
 }
 
 // addRunnables adds the probes, the certificate rotator and, for local runs,
