@@ -37,6 +37,7 @@ const defaultCapacity = 1 << 30
 type Driver struct {
 	csi.UnimplementedIdentityServer
 	csi.UnimplementedControllerServer
+	csi.UnimplementedGroupControllerServer
 
 	name    string
 	version string
@@ -116,11 +117,11 @@ func (d *Driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 
 // GetPluginCapabilities implements csi.IdentityServer.
 func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
-	return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{{
-		Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
-			Type: csi.PluginCapability_Service_CONTROLLER_SERVICE,
-		}},
-	}}}, nil
+	var caps []*csi.PluginCapability
+	for _, t := range []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_CONTROLLER_SERVICE, csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE} {
+		caps = append(caps, &csi.PluginCapability{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: t}}})
+	}
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 
 // Probe implements csi.IdentityServer.
@@ -250,17 +251,20 @@ type snapshotRecord struct {
 	CreatedAt      time.Time `json:"createdAt"`
 	ReadyAt        time.Time `json:"readyAt"`
 	SizeBytes      int64     `json:"sizeBytes"`
+	// GroupID is the group snapshot the snapshot is a member of, if any.
+	GroupID string `json:"groupID,omitempty"`
 }
 
 func (r *snapshotRecord) ready(now time.Time) bool { return !now.Before(r.ReadyAt) }
 
 func (r *snapshotRecord) csi(now time.Time) *csi.Snapshot {
 	return &csi.Snapshot{
-		SnapshotId:     r.ID,
-		SourceVolumeId: r.SourceVolumeID,
-		CreationTime:   timestamppb.New(r.CreatedAt),
-		SizeBytes:      r.SizeBytes,
-		ReadyToUse:     r.ready(now),
+		SnapshotId:      r.ID,
+		SourceVolumeId:  r.SourceVolumeID,
+		CreationTime:    timestamppb.New(r.CreatedAt),
+		SizeBytes:       r.SizeBytes,
+		ReadyToUse:      r.ready(now),
+		GroupSnapshotId: r.GroupID,
 	}
 }
 
@@ -329,8 +333,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 		return nil, err
 	}
 
-	srcDir := VolumeDir(d.root, source)
-	if _, err := os.Stat(srcDir); err != nil {
+	if _, err := os.Stat(VolumeDir(d.root, source)); err != nil {
 		return nil, status.Errorf(codes.NotFound, "source volume %s: %v", source, err)
 	}
 	if cutDelay > 0 {
@@ -340,27 +343,37 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
+	defer d.lock("snapshot-of/" + source)()
+	r, err := d.copySnapshot(id, source, "", d.now(), readyDelay)
+	if err != nil {
+		return nil, err
+	}
+	return &csi.CreateSnapshotResponse{Snapshot: r.csi(d.now())}, nil
+}
+
+// copySnapshot copies volume source as snapshot id (a member of group, when
+// one is named), cut at cut.
+func (d *Driver) copySnapshot(id, source, group string, cut time.Time, readyDelay time.Duration) (*snapshotRecord, error) {
 	tmp, err := os.MkdirTemp(filepath.Join(d.root, "snapshots"), "."+id+"-")
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "snapshot %s: %v", id, err)
 	}
 	defer os.RemoveAll(tmp)
-	cut := d.now()
-	size, err := copyTree(srcDir, filepath.Join(tmp, "data"))
+	size, err := copyTree(VolumeDir(d.root, source), filepath.Join(tmp, "data"))
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "snapshot %s: %v", id, err)
 	}
 	if err := os.Rename(filepath.Join(tmp, "data"), d.snapshotDir(id)); err != nil {
 		return nil, status.Errorf(codes.Internal, "snapshot %s: %v", id, err)
 	}
-	r := &snapshotRecord{ID: id, SourceVolumeID: source, CreatedAt: cut, ReadyAt: cut.Add(readyDelay), SizeBytes: size}
+	r := &snapshotRecord{ID: id, SourceVolumeID: source, GroupID: group, CreatedAt: cut, ReadyAt: cut.Add(readyDelay), SizeBytes: size}
 	b, _ := json.Marshal(r)
 	// The record is written last: a snapshot without one does not exist.
 	if err := os.WriteFile(d.snapshotMeta(id), b, 0o644); err != nil {
 		return nil, status.Errorf(codes.Internal, "snapshot %s: %v", id, err)
 	}
-	d.log.Info("Snapshot cut", "snapshot", id, "volume", source, "bytes", size, "readyAt", r.ReadyAt)
-	return &csi.CreateSnapshotResponse{Snapshot: r.csi(d.now())}, nil
+	d.log.Info("Snapshot cut", "snapshot", id, "volume", source, "group", group, "bytes", size, "readyAt", r.ReadyAt)
+	return r, nil
 }
 
 // DeleteSnapshot implements csi.ControllerServer.

@@ -23,6 +23,7 @@ func (d *Driver) Serve(ctx context.Context, path string) error {
 	srv := grpc.NewServer()
 	csi.RegisterIdentityServer(srv, d)
 	csi.RegisterControllerServer(srv, d)
+	csi.RegisterGroupControllerServer(srv, d)
 	go func() {
 		<-ctx.Done()
 		srv.GracefulStop()
