@@ -27,6 +27,9 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	ns := c.Namespace(t)
 	c.Apply(t, ns, appStatefulSet("db", 2, map[string]string{
 		policy.PreHook: `["sh","-c","touch /data/quiesced"]`, policy.PostHook: `["sh","-c","rm /data/quiesced"]`, policy.Keep: "1",
+		// Both replicas cut as one VolumeGroupSnapshot: its creation, the PVCs'
+		// labels and the pruning of groups are the chart's rights too.
+		policy.Group: string(policy.GroupStatefulSet),
 	}, nil))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	for _, limit := range []string{"64Mi", "65Mi", "66Mi"} {
@@ -50,6 +53,21 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	}
 	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}"); got != "65Mi" {
 		t.Errorf("memory limit after the rollback = %s, want the template before the last change (65Mi)", got)
+	}
+	// One group per set kept (the two kept and the rollback's safety set):
+	// the pruned set's group went with it.
+	sets := map[string]bool{}
+	for _, vs := range c.Snapshots(t, ns, "db") {
+		sets[vs.Labels["snapgate.io/set"]] = true
+	}
+	groups := strings.Fields(c.MustKubectl(t, "-n", ns, "get", "volumegroupsnapshots", "-o", `jsonpath={range .items[*]}{.metadata.labels.snapgate\.io/set}{" "}{end}`))
+	for _, g := range groups {
+		if !sets[g] {
+			t.Errorf("group snapshot of set %s, which is pruned, is left", g)
+		}
+	}
+	if len(groups) != len(sets) || len(sets) != 3 {
+		t.Errorf("%d group snapshots (%v) for %d sets; want one for each of the 3", len(groups), groups, len(sets))
 	}
 	if out := c.MustKubectl(t, "-n", ns, "get", "events", "--field-selector", "reason=SnapshotSetTaken", "-o", "name"); out == "" {
 		t.Error("no SnapshotSetTaken event on the StatefulSet")

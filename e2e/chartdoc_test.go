@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/snapgate/snapgate/e2e/framework"
 )
 
 // TestChartReadme keeps charts/snapgate/README.md generated from the values'
@@ -91,15 +93,17 @@ func lookup(m map[string]any, path []string) any {
 
 // rbac is what the chart grants, and why snapgate needs each.
 var rbac = [][3]string{
-	{"statefulsets", "get, list, watch, update, patch", "read the changed StatefulSet; watch the annotations that ask for a rollback or retention; record a set; restore template and replicas"},
+	{"statefulsets", "get, list, watch, create, update, patch, delete", "read the changed StatefulSet; watch the annotations that ask for a rollback or retention; record a set; restore template and replicas; create and delete a scheduled verify's scratch copy"},
 	{"pods", "get, list, watch", "find the pods to quiesce; wait for a rollback's scale to 0"},
-	{"pods/exec", "get, create", "run the quiesce hooks (PostgreSQL CHECKPOINT and your own): get for exec over WebSocket, create over SPDY"},
-	{"persistentvolumeclaims", "get, list, watch, create, delete", "check the PVCs to snapshot; replace them in a rollback"},
+	{"pods/exec", "get, create", "run the quiesce hooks (PostgreSQL CHECKPOINT and your own) and a verify's check in its scratch pods: get for exec over WebSocket, create over SPDY"},
+	{"persistentvolumeclaims", "get, list, watch, create, patch, delete", "check the PVCs to snapshot; label those a group snapshot selects; replace them in a rollback; a verify's scratch PVCs"},
 	{"persistentvolumes", "get, patch", "find a PVC's CSI driver; set a replaced volume to Retain"},
 	{"namespaces", "get", "read a namespace's snapgate.io/guard label (scale requests carry none)"},
-	{"volumesnapshots", "get, list, watch, create, patch, delete, deletecollection", "take, wait for, record and prune snapshot sets"},
+	{"volumesnapshots", "get, list, watch, create, patch, delete, deletecollection", "take, wait for, record, verify and prune snapshot sets; label a group's members as the set's"},
 	{"volumesnapshotcontents", "get", "check that a set's content is bound to it before restoring"},
 	{"volumesnapshotclasses", "get, list", "find the default class of a PVC's driver"},
+	{"volumegroupsnapshots", "get, create, delete, deletecollection", "cut a replica's (or a StatefulSet's) claims at one instant, and prune those groups"},
+	{"volumegroupsnapshotclasses", "list", "find the default group class of a driver"},
 	{"events (events.k8s.io)", "create, patch", "record sets taken, skipped, pruned, and rollbacks"},
 	{"subjectaccessreviews", "create", "check that whoever set hook annotations may exec into the pods"},
 	{"mutating/validatingwebhookconfigurations (builtin mode, its own only)", "get, update", "keep the caBundle current"},
@@ -164,4 +168,47 @@ removes the webhook configurations with everything else, so no guarded
 StatefulSet stays blocked. Snapshot sets are left in place: they are your data.
 `)
 	return b.String()
+}
+
+// TestChartReadmePermissionsAreTheClusterRoles checks the README's table of
+// permissions against the ClusterRole the chart renders: a verb granted and
+// not explained, or explained and not granted, fails.
+func TestChartReadmePermissionsAreTheClusterRoles(t *testing.T) {
+	rendered, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "e2e", "testdata", "chart", "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := map[string]string{}
+	for _, doc := range strings.Split(string(rendered), "\n---\n") {
+		var role struct {
+			Kind  string `json:"kind"`
+			Rules []struct {
+				Resources []string `json:"resources"`
+				Verbs     []string `json:"verbs"`
+			} `json:"rules"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &role); err != nil || role.Kind != "ClusterRole" {
+			continue
+		}
+		for _, r := range role.Rules {
+			for _, res := range r.Resources {
+				granted[res] = strings.Join(r.Verbs, ", ")
+			}
+		}
+	}
+	documented := map[string]bool{}
+	for _, row := range rbac {
+		res := strings.Fields(row[0])[0]
+		if verbs, ok := granted[res]; ok {
+			documented[res] = true
+			if verbs != row[1] {
+				t.Errorf("README says %s: %s; the ClusterRole grants %s", res, row[1], verbs)
+			}
+		}
+	}
+	for res, verbs := range granted {
+		if !documented[res] && !strings.Contains(res, "webhookconfigurations") {
+			t.Errorf("the ClusterRole grants %s: %s, which the README does not explain", res, verbs)
+		}
+	}
 }

@@ -280,12 +280,12 @@ func (e *Engine) PresetHooksOnly(p policy.Policy) (*Engine, policy.Policy) {
 // SnapshotBackend is the Backend the engine makes and reads sets through.
 func (e *Engine) SnapshotBackend() Backend { return e.backend() }
 
-// backend is the engine's Backend: PerPVC on its own clients when none is set.
+// backend is the engine's Backend: Groups on its own clients when none is set.
 func (e *Engine) backend() Backend {
 	if e.Backend != nil {
 		return e.Backend
 	}
-	return PerPVC{Client: e.Client, Reader: e.Reader, Snapshots: e.Snapshots}
+	return Groups{PerPVC: PerPVC{Client: e.Client, Reader: e.Reader, Snapshots: e.Snapshots}}
 }
 
 // volumeSnapshot is the object for one planned snapshot, with the labels that
@@ -376,23 +376,27 @@ func (e *Engine) SetProgress(ctx context.Context, plan *Plan) (Progress, error) 
 	return e.progress(ctx, plan)
 }
 
-// progress counts the set's snapshots from the cache.
+// progress counts the set's snapshots from the cache, matched by PVC: a
+// group snapshot's members are named by the snapshot controller, so the plan
+// learns their names here.
 func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 	prog := Progress{Total: len(plan.Snapshots)}
 	items, err := e.backend().List(ctx, plan.StatefulSet.Namespace, client.MatchingLabels{LabelSet: plan.Set})
 	if err != nil {
 		return prog, fmt.Errorf("list snapshots of set %s: %w", plan.Set, err)
 	}
-	want := make(map[string]string, len(plan.Snapshots))
-	for _, s := range plan.Snapshots {
-		want[s.Name] = s.PVC
+	want := make(map[string]*PlannedSnapshot, len(plan.Snapshots))
+	for i := range plan.Snapshots {
+		want[plan.Snapshots[i].PVC] = &plan.Snapshots[i]
 	}
 	for i := range items {
 		vs := &items[i]
-		pvc, ok := want[vs.Name]
-		if !ok {
+		src := vs.Spec.Source.PersistentVolumeClaimName
+		if src == nil || want[*src] == nil {
 			continue
 		}
+		pvc := *src
+		want[pvc].Name = vs.Name
 		prog.Found++
 		st := vs.Status
 		if st == nil {

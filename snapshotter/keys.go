@@ -62,6 +62,15 @@ const (
 	FollowedOverdue = "overdue"
 )
 
+// Keys of group snapshots.
+const (
+	// LabelGroup is on the PVCs of a VolumeGroupSnapshot snapgate creates:
+	// the group's name, which its selector matches.
+	LabelGroup = policy.Prefix + "group"
+	// AnnotationGroup is on each member snapshot: its VolumeGroupSnapshot.
+	AnnotationGroup = policy.Prefix + "group"
+)
+
 // Keys on the snapshots `snapgate restore --into` carries into another
 // namespace, and on their contents.
 const (

@@ -60,6 +60,11 @@ type Plan struct {
 	Policy policy.Policy
 	// Change is the change the set is taken for.
 	Change Change
+	// Group is how the snapshots are cut together: GroupNone (or empty) for
+	// one VolumeSnapshot per PVC, else one VolumeGroupSnapshot of class
+	// GroupClass per replica or for the whole set. Known once checked.
+	Group      policy.Grouping
+	GroupClass string
 
 	// takenAt is when Take started creating the set.
 	takenAt time.Time
@@ -76,6 +81,8 @@ type PlannedSnapshot struct {
 	Ordinal int32
 	Class   string
 	pvcSpec corev1.PersistentVolumeClaimSpec
+	// driver is the CSI driver of the PVC's volume.
+	driver string
 }
 
 // LeftOut is an affected PVC that a set does not snapshot, and why.
@@ -145,6 +152,9 @@ func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*
 		kept = append(kept, s)
 	}
 	plan.Snapshots = kept
+	if err := planGroups(ctx, r, plan); err != nil {
+		return nil, err
+	}
 	plan.checked = true
 	return plan, nil
 }
@@ -195,11 +205,11 @@ func checkClaim(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet, s
 	if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" {
 		return fmt.Sprintf("is %s, not bound to a volume (it holds no data)", orUnknown(pvc.Status.Phase)), nil
 	}
-	class, err := snapshotClass(ctx, r, &pvc, named, classes)
+	class, driver, err := snapshotClass(ctx, r, &pvc, named, classes)
 	if err != nil {
 		return "", err
 	}
-	s.Class, s.pvcSpec = class, pvc.Spec
+	s.Class, s.pvcSpec, s.driver = class, pvc.Spec, driver
 	return "", nil
 }
 
@@ -233,16 +243,23 @@ func orUnknown(p corev1.PersistentVolumeClaimPhase) string {
 }
 
 // snapshotClass is the class named by snapgate.io/snapshot-class, checked against
-// the PVC's driver, or the default class of that driver.
-func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentVolumeClaim, named string, cache *classCache) (string, error) {
+// the PVC's driver, or the default class of that driver; and the driver.
+func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentVolumeClaim, named string, cache *classCache) (class, driver string, err error) {
 	var pv corev1.PersistentVolume
 	if err := r.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, &pv); err != nil {
-		return "", fmt.Errorf("get PV %s of PVC %s/%s: %w", pvc.Spec.VolumeName, pvc.Namespace, pvc.Name, err)
+		return "", "", fmt.Errorf("get PV %s of PVC %s/%s: %w", pvc.Spec.VolumeName, pvc.Namespace, pvc.Name, err)
 	}
 	if pv.Spec.CSI == nil {
-		return "", planErrorf("PVC %s/%s is bound to PV %s, which is not a CSI volume; snapgate snapshots CSI volumes only", pvc.Namespace, pvc.Name, pv.Name)
+		return "", "", planErrorf("PVC %s/%s is bound to PV %s, which is not a CSI volume; snapgate snapshots CSI volumes only", pvc.Namespace, pvc.Name, pv.Name)
 	}
-	driver := pv.Spec.CSI.Driver
+	driver = pv.Spec.CSI.Driver
+	class, err = driverClass(ctx, r, pvc, driver, named, cache)
+	return class, driver, err
+}
+
+// driverClass is the class named by snapgate.io/snapshot-class, checked
+// against driver, or the default class of driver.
+func driverClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentVolumeClaim, driver, named string, cache *classCache) (string, error) {
 	if named != "" {
 		var class snapv1.VolumeSnapshotClass
 		err := r.Get(ctx, types.NamespacedName{Name: named}, &class)

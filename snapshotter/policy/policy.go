@@ -60,6 +60,11 @@ const (
 	// MaxAge prunes ready sets older than this (a duration such as 168h),
 	// besides Keep.
 	MaxAge = Prefix + "max-age"
+	// Group asks for the snapshots of each replica (replica) or of the whole
+	// StatefulSet (statefulset) to be cut as one VolumeGroupSnapshot, or for
+	// one VolumeSnapshot per PVC (none). Default: replica where the driver
+	// has a default VolumeGroupSnapshotClass and a replica has 2+ claims.
+	Group = Prefix + "group"
 	// Verify verifies the newest ready set on a cron schedule, as Schedule
 	// reads it.
 	Verify = Prefix + "verify"
@@ -108,6 +113,16 @@ var AllTriggers = []Reason{ReasonTemplate, ReasonScaleDown, ReasonDelete}
 // Triggers are the values snapgate.io/on takes.
 var Triggers = []Reason{ReasonTemplate, ReasonScaleDown, ReasonDelete, ReasonRestart}
 
+// Grouping is how a set's snapshots are cut together (snapgate.io/group).
+type Grouping string
+
+// The values of snapgate.io/group.
+const (
+	GroupReplica     Grouping = "replica"
+	GroupStatefulSet Grouping = "statefulset"
+	GroupNone        Grouping = "none"
+)
+
 // Wait is how far a set must get before the change is admitted.
 type Wait string
 
@@ -137,6 +152,8 @@ type Policy struct {
 	Schedule cron.Schedule
 	// MaxAge, when above 0, prunes ready sets older than it.
 	MaxAge time.Duration
+	// Group is the grouping asked for; empty means the default (see Group).
+	Group Grouping
 	// Verify, when set, verifies the newest ready set on its times.
 	Verify cron.Schedule
 	// VerifyCommand, when set, is the check a verify runs in each pod.
@@ -228,6 +245,7 @@ var annotations = []struct {
 	{RollbackTo, parseRollbackTo},
 	{Schedule, parseSchedule},
 	{MaxAge, parseMaxAge},
+	{Group, parseGroup},
 	{Verify, parseVerify},
 	{VerifyCommand, parseVerifyCommand},
 	{LastSet, writtenBySnapgate},
@@ -388,6 +406,15 @@ func parseSchedule(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) f
 	}
 	p.Schedule = sched
 	return nil
+}
+
+func parseGroup(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {
+	switch g := Grouping(v); g {
+	case GroupReplica, GroupStatefulSet, GroupNone:
+		p.Group = g
+		return nil
+	}
+	return field.ErrorList{field.NotSupported(fp, v, []string{string(GroupReplica), string(GroupStatefulSet), string(GroupNone)})}
 }
 
 func parseVerify(p *Policy, v string, fp *field.Path, _ *appsv1.StatefulSet) field.ErrorList {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -231,6 +232,7 @@ func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(s)
 	_ = snapv1.AddToScheme(s)
+	_ = groupv1.AddToScheme(s)
 	return s
 }
 
@@ -336,7 +338,7 @@ func (o *ServeOptions) managerOptions() ctrl.Options {
 		},
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
 			&appsv1.StatefulSet{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &corev1.Namespace{}, &corev1.Pod{},
-			&snapv1.VolumeSnapshotClass{},
+			&snapv1.VolumeSnapshotClass{}, &groupv1.VolumeGroupSnapshot{}, &groupv1.VolumeGroupSnapshotClass{},
 		}}},
 	}
 }
@@ -375,7 +377,7 @@ func newEngine(ctx context.Context, mgr ctrl.Manager, runner *hooks.Runner, m *s
 	return &snapshotter.Engine{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Snapshots: mgr.GetCache(), Changes: tracker,
 		Hooks: runner, Events: mgr.GetEventRecorder("snapgate"), Metrics: m,
-		Backend: snapshotter.PerPVC{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Snapshots: mgr.GetCache()},
+		Backend: snapshotter.Groups{PerPVC: snapshotter.PerPVC{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Snapshots: mgr.GetCache()}},
 	}, nil
 }
 
