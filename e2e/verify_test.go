@@ -62,7 +62,7 @@ func TestAVerifyRestoresChecksRecordsAndCleansUp(t *testing.T) {
 		t.Fatalf("a verify-command that finds the orders: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}
 	c.MustKubectl(t, "-n", ns, "annotate", "--overwrite", "statefulset/postgres", `snapgate.io/verify-command=["psql","-U","postgres","-XAtc","SELECT count(*) FROM invoices"]`)
-	r = snapgate("verify", "set", set, "--timeout", "30s")
+	r = snapgate("verify", "set", set, "--timeout", "15s")
 	if r.Err == nil || !strings.Contains(r.Stdout, "did not verify") || !strings.Contains(r.Stdout, `relation "invoices" does not exist`) {
 		t.Fatalf("a verify-command that fails: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}
