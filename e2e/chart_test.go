@@ -31,6 +31,8 @@ var chartCases = []struct {
 	{"builtin", []string{"certs.mode=builtin"}},
 	{"builtin-url-single", []string{"certs.mode=builtin", "webhook.url=https://127.0.0.1:19453", "replicaCount=1", "metrics.enabled=false"}},
 	{"cert-manager-url", []string{"webhook.url=https://127.0.0.1:19454"}},
+	// Namespaces every cluster has, so that the API server accepts the Roles in them.
+	{"namespaced", []string{"rbac.namespaces={default,kube-public}"}},
 	{"prometheus-operator", []string{"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom", "priorityClassName=system-cluster-critical",
 		"metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.release=prom"}},
 }
@@ -165,6 +167,9 @@ func TestChartWebhooksAreTheCodes(t *testing.T) {
 		for _, s := range tc.set {
 			if url, ok := strings.CutPrefix(s, "webhook.url="); ok {
 				o.URL = url
+			}
+			if list, ok := strings.CutPrefix(s, "rbac.namespaces="); ok {
+				o.Namespaces = strings.Split(strings.Trim(list, "{}"), ",")
 			}
 		}
 		if o.URL == "" {

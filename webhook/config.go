@@ -3,6 +3,7 @@ package webhook
 import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"slices"
 
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
@@ -19,6 +20,9 @@ type ConfigOptions struct {
 	Name string
 	// Namespace is snapgate's own namespace, never matched (nor is kube-system).
 	Namespace string
+	// Namespaces, when set, are the only namespaces matched (a namespaced
+	// install).
+	Namespaces []string
 	// URL reaches snapgate outside the cluster (local runs); Service inside it.
 	URL     string
 	Service *admissionregistrationv1.ServiceReference
@@ -76,14 +80,16 @@ const (
 func Configurations(o ConfigOptions) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
 	o.setDefaults()
 	excluded := metav1.LabelSelectorRequirement{
-		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: excludedNamespaces(o.Namespace),
+		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: policy.ProtectedNamespaces(o.Namespace),
 	}
-	guardedNS := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		excluded, {Key: policy.GuardLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}},
-	}}
-	otherNS := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		excluded, {Key: policy.GuardLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"enabled"}},
-	}}
+	scope := []metav1.LabelSelectorRequirement{excluded}
+	if len(o.Namespaces) > 0 {
+		scope = append(scope, metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: o.Namespaces})
+	}
+	guardedNS := &metav1.LabelSelector{MatchExpressions: append(slices.Clone(scope),
+		metav1.LabelSelectorRequirement{Key: policy.GuardLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}})}
+	otherNS := &metav1.LabelSelector{MatchExpressions: append(slices.Clone(scope),
+		metav1.LabelSelectorRequirement{Key: policy.GuardLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"enabled"}})}
 	guardedObj := &metav1.LabelSelector{MatchLabels: map[string]string{policy.GuardLabel: "enabled"}}
 	notDisabledObj := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 		{Key: policy.GuardLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}},
@@ -132,7 +138,7 @@ func Configurations(o ConfigOptions) (*admissionregistrationv1.MutatingWebhookCo
 				"statefulsets"),
 			FailurePolicy:           &fail,
 			MatchPolicy:             ptr(admissionregistrationv1.Equivalent),
-			NamespaceSelector:       &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{excluded}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchExpressions: slices.Clone(scope)},
 			SideEffects:             ptr(admissionregistrationv1.SideEffectClassNone),
 			TimeoutSeconds:          ptr(int32(5)),
 			AdmissionReviewVersions: []string{"v1"},
@@ -143,13 +149,6 @@ func Configurations(o ConfigOptions) (*admissionregistrationv1.MutatingWebhookCo
 		}},
 	}
 	return m, v
-}
-
-func excludedNamespaces(own string) []string {
-	if own == "" || own == "kube-system" {
-		return []string{"kube-system"}
-	}
-	return []string{"kube-system", own}
 }
 
 func (o *ConfigOptions) clientConfig(path string) admissionregistrationv1.WebhookClientConfig {

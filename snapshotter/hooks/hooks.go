@@ -188,6 +188,10 @@ type Runner struct {
 	InFlight *InFlight
 	// Clock times the hooks; the real clock when nil.
 	Clock clock.PassiveClock
+	// NoHooksIn are namespaces where hooks never run, whatever asks:
+	// policy.ProtectedNamespaces. Their sets are taken without hooks, with a
+	// warning that says so.
+	NoHooksIn []string
 }
 
 func (r *Runner) clock() clock.PassiveClock {
@@ -237,6 +241,9 @@ func (e *HookError) Unwrap() error { return e.Err }
 // not running too.
 func (r *Runner) Quiesce(ctx context.Context, plan *snapshotter.Plan) (snapshotter.Quiesced, error) {
 	sts := plan.Change.Old
+	if slices.Contains(r.NoHooksIn, sts.Namespace) {
+		return snapshotter.Quiesced{Warnings: []string{fmt.Sprintf("no hooks run in namespace %s (snapgate never execs in kube-system or its own namespace): its snapshots are crash-consistent", sts.Namespace)}}, nil
+	}
 	all, err := r.targets(ctx, plan)
 	if err != nil {
 		return snapshotter.Quiesced{}, err

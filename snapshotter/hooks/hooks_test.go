@@ -398,3 +398,18 @@ func TestResolve(t *testing.T) {
 		})
 	}
 }
+
+// In a protected namespace (kube-system, snapgate's own) no hook runs,
+// whatever the policy asks, and the warning says so.
+func TestNoHooksRunInProtectedNamespaces(t *testing.T) {
+	exec := &fakeExec{}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil))
+	r.NoHooksIn = policy.ProtectedNamespaces("db")
+	q, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	if err != nil || q.Thaw != nil || len(exec.ran("")) != 0 {
+		t.Fatalf("quiesce in a protected namespace: %v, thaw %v, ran %v", err, q.Thaw != nil, exec.ran(""))
+	}
+	if len(q.Warnings) != 1 || !strings.Contains(q.Warnings[0], "no hooks run in namespace db") {
+		t.Errorf("warnings %q", q.Warnings)
+	}
+}

@@ -88,6 +88,15 @@ const (
 	RestoredFrom = Prefix + "restored-from"
 )
 
+// ProtectedNamespaces are the namespaces snapgate never guards and never
+// execs in: kube-system, and its own (own), whose pods hold its credentials.
+func ProtectedNamespaces(own string) []string {
+	if own == "" || own == "kube-system" {
+		return []string{"kube-system"}
+	}
+	return []string{"kube-system", own}
+}
+
 // Reason is a kind of change that can hurt a StatefulSet's data.
 type Reason string
 

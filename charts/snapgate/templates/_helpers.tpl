@@ -50,6 +50,14 @@ service:
   {{- if ne .Release.Namespace "kube-system" }}
   - {{ .Release.Namespace }}
   {{- end }}
+{{- with .Values.rbac.namespaces }}
+- key: kubernetes.io/metadata.name
+  operator: In
+  values:
+  {{- range . }}
+  - {{ . }}
+  {{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "snapgate.caInjection" -}}

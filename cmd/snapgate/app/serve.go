@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -59,6 +61,10 @@ type ServeOptions struct {
 	// Namespace is snapgate's own namespace: never guarded, and home of its
 	// leader-election lease.
 	Namespace string
+	// Namespaces, when set, are the only namespaces snapgate guards (a
+	// namespaced install): its caches watch only them, and the webhooks it
+	// registers match only them.
+	Namespaces []string
 	// WebhookHost and WebhookPort are where the webhook server listens.
 	WebhookHost string
 	WebhookPort int
@@ -139,6 +145,7 @@ func (o *ServeOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "path of a kubeconfig; empty means in-cluster")
 	f.StringVar(&o.Namespace, "namespace", o.Namespace, "snapgate's own namespace: never guarded, and home of the leader-election lease")
+	f.StringSliceVar(&o.Namespaces, "namespaces", o.Namespaces, "guard these namespaces only (comma-separated), for a namespaced install whose rights are in them only; empty: every namespace but kube-system and --namespace")
 	f.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server listens on; empty means all")
 	f.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
 	f.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory of tls.crt and tls.key, reloaded when they change")
@@ -194,6 +201,11 @@ func (o *ServeOptions) Validate() error {
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps=%v and --kube-api-burst=%d: must be above 0", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	for _, ns := range o.Namespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 || slices.Contains(policy.ProtectedNamespaces(o.Namespace), ns) {
+			errs = append(errs, fmt.Errorf("--namespaces: %q must be a namespace name other than kube-system and snapgate's own (%s)", ns, o.Namespace))
+		}
 	}
 	if o.Keep < 1 || o.Keep > 1000 {
 		errs = append(errs, fmt.Errorf("--keep=%d: must be from 1 to 1000", o.Keep))
@@ -323,6 +335,7 @@ func (o *ServeOptions) managerOptions() ctrl.Options {
 		// are watched as metadata too, name and owner only, for a rollback to
 		// wake when the ones it waits for are gone.
 		Cache: cache.Options{
+			DefaultNamespaces: o.cachedNamespaces(),
 			ByObject: map[client.Object]cache.ByObject{
 				&snapv1.VolumeSnapshot{}:          {Label: managedBy},
 				snapshotter.StatefulSetMetadata(): {Transform: keepSnapgateAnnotations},
@@ -343,6 +356,19 @@ func (o *ServeOptions) managerOptions() ctrl.Options {
 	}
 }
 
+// cachedNamespaces are the namespaces the caches watch: all (nil), or, in a
+// namespaced install, the guarded ones.
+func (o *ServeOptions) cachedNamespaces() map[string]cache.Config {
+	if len(o.Namespaces) == 0 {
+		return nil
+	}
+	m := make(map[string]cache.Config, len(o.Namespaces))
+	for _, ns := range o.Namespaces {
+		m[ns] = cache.Config{}
+	}
+	return m
+}
+
 // hookRunner runs hooks through exec, and records the post-hooks it owes
 // under a name of this replica's own.
 func (o *ServeOptions) hookRunner(cfg *rest.Config, mgr ctrl.Manager, m *snapshotter.Metrics) (*hooks.Runner, error) {
@@ -356,6 +382,7 @@ func (o *ServeOptions) hookRunner(cfg *rest.Config, mgr ctrl.Manager, m *snapsho
 	}
 	return &hooks.Runner{
 		Exec: &hooks.RemoteExecutor{Config: cfg, Client: clientset}, Client: mgr.GetClient(), Metrics: m,
+		NoHooksIn: policy.ProtectedNamespaces(o.Namespace),
 		InFlight: &hooks.InFlight{
 			Client: mgr.GetClient(), Namespace: o.Namespace, Duration: hooks.InFlightDuration,
 			Identity: identity + "_" + string(uuid.NewUUID()),
@@ -469,7 +496,7 @@ func (o *ServeOptions) addRunnables(mgr ctrl.Manager, caPEM []byte, rotator *cer
 		return nil
 	}
 	mutating, validating := snapwebhook.Configurations(snapwebhook.ConfigOptions{
-		Name: o.WebhookConfiguration, Namespace: o.Namespace, URL: o.RegisterURL, CABundle: caPEM, TimeoutSeconds: int32(o.WebhookTimeout / time.Second),
+		Name: o.WebhookConfiguration, Namespace: o.Namespace, Namespaces: o.Namespaces, URL: o.RegisterURL, CABundle: caPEM, TimeoutSeconds: int32(o.WebhookTimeout / time.Second),
 	})
 	return mgr.Add(&registration{client: mgr.GetClient(), ready: srv.StartedChecker(), objs: []client.Object{mutating, validating}})
 }
