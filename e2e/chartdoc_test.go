@@ -99,15 +99,16 @@ var rbac = [][3]string{
 	{"persistentvolumeclaims", "get, list, watch, create, patch, delete", "check the PVCs to snapshot; label those a group snapshot selects; replace them in a rollback; a verify's scratch PVCs"},
 	{"persistentvolumes", "get, patch", "find a PVC's CSI driver; set a replaced volume to Retain"},
 	{"namespaces", "get", "read a namespace's snapgate.io/guard label (scale requests carry none)"},
-	{"volumesnapshots", "get, list, watch, create, patch, delete, deletecollection", "take, wait for, record, verify and prune snapshot sets; label a group's members as the set's"},
+	{"volumesnapshots", "get, list, watch, create, patch, deletecollection", "take, wait for, record, verify and prune snapshot sets; label a group's members as the set's"},
 	{"volumesnapshotcontents", "get", "check that a set's content is bound to it before restoring"},
 	{"volumesnapshotclasses", "get, list", "find the default class of a PVC's driver"},
-	{"volumegroupsnapshots", "get, create, delete, deletecollection", "cut a replica's (or a StatefulSet's) claims at one instant, and prune those groups"},
+	{"volumegroupsnapshots", "get, create, deletecollection", "cut a replica's (or a StatefulSet's) claims at one instant, and prune those groups"},
 	{"volumegroupsnapshotclasses", "list", "find the default group class of a driver"},
 	{"events (events.k8s.io)", "create, patch", "record sets taken, skipped, pruned, and rollbacks"},
 	{"subjectaccessreviews", "create", "check that whoever set hook annotations may exec into the pods"},
 	{"mutating/validatingwebhookconfigurations (builtin mode, its own only)", "get, update", "keep the caBundle current"},
 	{"leases (release namespace)", "get, list, watch, create, update, patch, delete", "leader election of the controllers; records of post-hooks in flight, watched by the leader, which runs those a dead replica owed"},
+	{"events (core, release namespace)", "create, patch", "leader election's \"became leader\" Event on its Lease"},
 	{"secrets (release namespace, builtin mode)", "create; get, list, watch, update on its own", "keep the serving certificate"},
 }
 
@@ -149,7 +150,13 @@ Requires Kubernetes 1.30 or later, and the CSI snapshot CRDs and controller.
 	b.WriteString(`
 ## Permissions
 
-The ClusterRole grants only what snapgate uses:
+The ClusterRole grants only what snapgate uses. With ` + "`rbac.namespaces`" + ` set, the
+namespaced rows (StatefulSets, pods, exec, PVCs, snapshots, groups, Events) are
+granted by a Role in each of those namespaces instead, and the ClusterRole keeps the
+cluster-scoped rest. ` + "`e2e/chart_rbac_test.go`" + ` runs snapgate as the chart's
+ServiceAccount through everything it does and fails on any refusal, and, from the
+API server's audit log, on any right granted and never used (a few that only rare
+paths need are listed there with those paths).
 
 | resource | verbs | why |
 | --- | --- | --- |

@@ -167,6 +167,18 @@ componentsPatches:
   # namespace's default node selector and tolerations), not their manifests.
   - key: enable-admission-plugins
     value: PodNodeSelector,PodTolerationRestriction
+  # ServiceAccounts' requests, for the tests that compare what snapgate did
+  # with what its chart grants (config/audit-policy.yaml).
+  - key: audit-policy-file
+    value: $stack/config/audit-policy.yaml
+  - key: audit-log-path
+    value: $state/logs/audit.log
+  - key: audit-log-format
+    value: json
+  - key: audit-log-maxsize
+    value: "200"
+  - key: audit-log-maxbackup
+    value: "1"
 - name: etcd
   extraArgs:
   - key: unsafe-no-fsync
