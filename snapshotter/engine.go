@@ -396,7 +396,12 @@ func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 			continue
 		}
 		pvc := *src
-		want[pvc].Name = vs.Name
+		// Only a group's member is named otherwise than planned: a plan that
+		// has its names already is only read, so that callers may watch its
+		// progress while it is taken.
+		if want[pvc].Name != vs.Name {
+			want[pvc].Name = vs.Name
+		}
 		prog.Found++
 		st := vs.Status
 		if st == nil {
