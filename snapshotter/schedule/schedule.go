@@ -68,18 +68,34 @@ var _ reconcile.Reconciler = (*Scheduler)(nil)
 
 // SetupWithManager registers the Scheduler on StatefulSets with a schedule.
 func (s *Scheduler) SetupWithManager(mgr ctrl.Manager) error {
-	scheduled := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		_, ok := o.GetAnnotations()[policy.Schedule]
-		return ok
-	})
 	// A run holds its worker while its set is taken (hooks, cut and, as the
 	// StatefulSet's wait-for says, ready): schedules that fall due together
 	// are taken four at a time rather than one after another.
+	return watchScheduled(mgr, "schedule", policy.Schedule, 4, s)
+}
+
+// watchScheduled registers r on the StatefulSets that carry annotation,
+// workers runs at a time; each request names a StatefulSet.
+func watchScheduled(mgr ctrl.Manager, name, annotation string, workers int, r reconcile.Reconciler) error {
+	scheduled := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		_, ok := o.GetAnnotations()[annotation]
+		return ok
+	})
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("schedule").
+		Named(name).
 		WatchesMetadata(snapshotter.StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(scheduled)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		Complete(s)
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(r)
+}
+
+// retryOrNext is when to come back after the run due at due failed: in a
+// minute while that run is still within the starting deadline, else at the
+// next run, next from now.
+func retryOrNext(now, due time.Time, next, deadline time.Duration) reconcile.Result {
+	if now.Sub(due)+retryIn < deadline {
+		return reconcile.Result{RequeueAfter: min(retryIn, next)}
+	}
+	return reconcile.Result{RequeueAfter: next}
 }
 
 // Reconcile takes the StatefulSet's due run, if it has one not yet taken, and
@@ -118,9 +134,7 @@ func (s *Scheduler) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	if err := s.take(ctx, req, due); err != nil {
 		log.FromContext(ctx).Error(err, "Scheduled set failed", "due", due)
 		s.event(sts, corev1.EventTypeWarning, "ScheduledSetFailed", "The set due at %s on %s was not taken: %v", due.UTC().Format(time.RFC3339), spec, err)
-		if now.Sub(due)+retryIn < s.startingDeadline() {
-			return reconcile.Result{RequeueAfter: min(retryIn, next)}, nil
-		}
+		return retryOrNext(now, due, next, s.startingDeadline()), nil
 	}
 	return reconcile.Result{RequeueAfter: next}, nil
 }
@@ -211,22 +225,25 @@ func statefulSetOf(m *metav1.PartialObjectMetadata) *appsv1.StatefulSet {
 }
 
 func (s *Scheduler) startingDeadline() time.Duration {
-	if s.StartingDeadline > 0 {
-		return s.StartingDeadline
-	}
-	return DefaultStartingDeadline
+	return orDefault(s.StartingDeadline, DefaultStartingDeadline)
 }
 
-func (s *Scheduler) timeout() time.Duration {
-	if s.Timeout > 0 {
-		return s.Timeout
+// orDefault is d, or def where d is not above zero.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	return DefaultTimeout
+	return def
 }
 
-func (s *Scheduler) now() time.Time {
-	if s.Clock != nil {
-		return s.Clock.Now()
+// nowOf is c's time, or the real clock's where c is nil.
+func nowOf(c clock.PassiveClock) time.Time {
+	if c != nil {
+		return c.Now()
 	}
 	return time.Now()
 }
+
+func (s *Scheduler) timeout() time.Duration { return orDefault(s.Timeout, DefaultTimeout) }
+
+func (s *Scheduler) now() time.Time { return nowOf(s.Clock) }

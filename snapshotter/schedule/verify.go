@@ -9,12 +9,8 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/snapgate/snapgate/snapshotter"
@@ -51,17 +47,9 @@ var _ reconcile.Reconciler = (*VerifyScheduler)(nil)
 // SetupWithManager registers the VerifyScheduler on StatefulSets with
 // snapgate.io/verify.
 func (s *VerifyScheduler) SetupWithManager(mgr ctrl.Manager) error {
-	scheduled := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		_, ok := o.GetAnnotations()[policy.Verify]
-		return ok
-	})
 	// A verify holds its worker for minutes (its pods start, then its check
 	// runs): two at a time, so one slow verify does not hold back every other.
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("verify-schedule").
-		WatchesMetadata(snapshotter.StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(scheduled)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
-		Complete(s)
+	return watchScheduled(mgr, "verify-schedule", policy.Verify, 2, s)
 }
 
 // Reconcile verifies the StatefulSet's newest ready set if a run is due, and
@@ -113,9 +101,7 @@ func (s *VerifyScheduler) Reconcile(ctx context.Context, req reconcile.Request) 
 	if _, err := s.Verifier.Verify(ctx, sts.Namespace, newest, func(string) {}); err != nil {
 		log.FromContext(ctx).Error(err, "Scheduled verify failed", "due", due, "set", newest)
 		s.event(sts, corev1.EventTypeWarning, "ScheduledVerifyFailed", "The verify of set %s due at %s on %s was not made: %v", newest, due.Format(time.RFC3339), spec, err)
-		if now.Sub(due)+retryIn < s.startingDeadline() {
-			return reconcile.Result{RequeueAfter: min(retryIn, next)}, nil
-		}
+		return retryOrNext(now, due, next, s.startingDeadline()), nil
 	}
 	return reconcile.Result{RequeueAfter: next}, nil
 }
@@ -127,15 +113,7 @@ func (s *VerifyScheduler) event(sts *metav1.PartialObjectMetadata, kind, reason,
 }
 
 func (s *VerifyScheduler) startingDeadline() time.Duration {
-	if s.StartingDeadline > 0 {
-		return s.StartingDeadline
-	}
-	return DefaultStartingDeadline
+	return orDefault(s.StartingDeadline, DefaultStartingDeadline)
 }
 
-func (s *VerifyScheduler) now() time.Time {
-	if s.Clock != nil {
-		return s.Clock.Now()
-	}
-	return time.Now()
-}
+func (s *VerifyScheduler) now() time.Time { return nowOf(s.Clock) }
