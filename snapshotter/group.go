@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func planGroups(ctx context.Context, r client.Reader, plan *Plan) error {
 		perReplica[s.Ordinal]++
 	}
 	asked := plan.Group != ""
-	if !asked && slices.Max(mapValues(perReplica)) < 2 {
+	if !asked && slices.Max(slices.Collect(maps.Values(perReplica))) < 2 {
 		plan.Group = policy.GroupNone
 		return nil
 	}
@@ -54,7 +55,7 @@ func planGroups(ctx context.Context, r client.Reader, plan *Plan) error {
 			return nil
 		}
 		return planErrorf("%s: %s: the claims are on %d CSI drivers (%s), and a group snapshot is of one driver's volumes; set %s: none",
-			policy.Group, plan.Group, len(drivers), strings.Join(mapKeys(drivers), ", "), policy.Group)
+			policy.Group, plan.Group, len(drivers), strings.Join(slices.Sorted(maps.Keys(drivers)), ", "), policy.Group)
 	}
 	driver := plan.Snapshots[0].driver
 	class, err := defaultGroupClass(ctx, r, driver)
@@ -281,21 +282,4 @@ func (b Groups) Delete(ctx context.Context, namespace, set string) error {
 		return fmt.Errorf("delete group snapshots of set %s: %w", set, err)
 	}
 	return b.PerPVC.Delete(ctx, namespace, set)
-}
-
-func mapValues[K comparable, V any](m map[K]V) []V {
-	out := make([]V, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
-}
-
-func mapKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
