@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/snapgate/snapgate/snapshotter"
 	"github.com/snapgate/snapgate/snapshotter/policy"
@@ -159,19 +161,52 @@ func Due(sched cron.Schedule, last, now time.Time, deadline time.Duration) (due 
 }
 
 // lastScheduled is when the StatefulSet's newest scheduled set was due, or,
-// before its first, when it was created.
+// before its first, when its schedule was set: a schedule given to a
+// StatefulSet of long ago has missed no run.
 func (s *Scheduler) lastScheduled(ctx context.Context, sts *metav1.PartialObjectMetadata) (time.Time, error) {
 	sets, err := snapshotter.ListSets(ctx, s.Engine.SnapshotBackend(), sts.Namespace, sts.Name)
 	if err != nil {
 		return time.Time{}, err
 	}
-	last := sts.CreationTimestamp.Time
+	var last time.Time
 	for _, set := range sets {
 		if set.Reason == string(policy.ReasonSchedule) && set.StatefulSetUID == string(sts.UID) && set.Created.After(last) {
 			last = set.Created
 		}
 	}
-	return last, nil
+	if !last.IsZero() {
+		return last, nil
+	}
+	return annotatedAt(ctx, s.Reader, sts, policy.Schedule)
+}
+
+// annotatedAt is when the StatefulSet's annotation was last written, read
+// from the API server: the cache holds no managedFields. It is read before a
+// schedule's first run only.
+func annotatedAt(ctx context.Context, r client.Reader, sts *metav1.PartialObjectMetadata, annotation string) (time.Time, error) {
+	full := snapshotter.StatefulSetMetadata()
+	if err := r.Get(ctx, client.ObjectKeyFromObject(sts), full); err != nil {
+		return time.Time{}, fmt.Errorf("read statefulset %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	return writtenAt(full, annotation), nil
+}
+
+// writtenAt is when the object's annotation was last written, as its
+// managedFields tell (the newest write of a manager that owns it), or, where
+// they do not tell, when the object was created.
+func writtenAt(obj metav1.Object, annotation string) time.Time {
+	path := fieldpath.MakePathOrDie("metadata", "annotations", annotation)
+	at := obj.GetCreationTimestamp().Time
+	for _, mf := range obj.GetManagedFields() {
+		if mf.FieldsV1 == nil || mf.Time == nil || !mf.Time.After(at) {
+			continue
+		}
+		var owned fieldpath.Set
+		if err := owned.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err == nil && owned.Has(path) {
+			at = mf.Time.Time
+		}
+	}
+	return at
 }
 
 // take takes the set of the run due at due, with the preset's hooks only

@@ -199,6 +199,45 @@ func TestRunsMissedWhileDownAreCaughtUpOnce(t *testing.T) {
 	}
 }
 
+// TestAScheduleNewlySetHasMissedNothing: a StatefulSet of long ago given an
+// every-minute schedule at 10:00:30 (its managedFields say when) takes no set
+// at once and tells of no missed run; its first set is the 10:01 run.
+func TestAScheduleNewlySetHasMissedNothing(t *testing.T) {
+	r := newRig(t, "* * * * *", at(2, 10, 0, 40))
+	r.s.Reader = withManagedFields{Reader: r.cl, fields: []metav1.ManagedFieldsEntry{
+		{Manager: "kubectl-create", Operation: metav1.ManagedFieldsOperationUpdate, Time: &metav1.Time{Time: at(1, 0, 0, 0)},
+			FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{}}}`)}},
+		{Manager: "kubectl-annotate", Operation: metav1.ManagedFieldsOperationUpdate, Time: &metav1.Time{Time: at(2, 10, 0, 30)},
+			FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{"f:snapgate.io/schedule":{}}}}`)}},
+	}}
+	if res := r.reconcile(t); len(r.sets(t)) != 0 || res.RequeueAfter != 20*time.Second {
+		t.Fatalf("just after the schedule was set: sets %v, requeue %s; want none, and a look at 10:01", r.sets(t), res.RequeueAfter)
+	}
+	if got := r.told("ScheduleMissed"); len(got) != 0 {
+		t.Fatalf("events %v; a schedule just set has missed nothing", got)
+	}
+	r.clock.SetTime(at(2, 10, 1, 1))
+	r.reconcile(t)
+	if len(r.sets(t)) != 1 || len(r.told("ScheduleMissed")) != 0 {
+		t.Fatalf("at 10:01: sets %v; want the 10:01 run, on time", r.sets(t))
+	}
+}
+
+// withManagedFields is the API server's read of StatefulSet metadata, with
+// managedFields (the fake client keeps none of its own).
+type withManagedFields struct {
+	client.Reader
+	fields []metav1.ManagedFieldsEntry
+}
+
+func (w withManagedFields) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := w.Reader.Get(ctx, key, obj, opts...)
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		m.ManagedFields = w.fields
+	}
+	return err
+}
+
 // TestAFailedRunIsRetriedWithinTheDeadline: a pre-hook that fails takes no
 // set, says so, and the run is tried again a minute later.
 func TestAFailedRunIsRetriedWithinTheDeadline(t *testing.T) {

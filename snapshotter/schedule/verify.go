@@ -26,6 +26,9 @@ import (
 type VerifyScheduler struct {
 	// Client reads StatefulSet metadata from the cache.
 	Client client.Client
+	// Reader reads StatefulSet metadata from the API server (when its
+	// schedule was set, before its first verify).
+	Reader client.Reader
 	// Sets lists the StatefulSet's sets.
 	Sets snapshotter.SetLister
 	// Verifier verifies (a *verify.Verifier); its outcome is its own Event
@@ -73,7 +76,8 @@ func (s *VerifyScheduler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, err
 	}
 	now := s.now().UTC()
-	last, newest := sts.CreationTimestamp.Time, ""
+	var last time.Time
+	newest := ""
 	for _, set := range sets {
 		if set.StatefulSetUID != string(sts.UID) {
 			continue
@@ -83,6 +87,12 @@ func (s *VerifyScheduler) Reconcile(ctx context.Context, req reconcile.Request) 
 		}
 		if newest == "" && set.Ready == set.Snapshots && set.Failed == "" {
 			newest = set.Name // sets are listed newest first
+		}
+	}
+	if last.IsZero() {
+		// No verify yet: none was missed before the schedule was set.
+		if last, err = annotatedAt(ctx, s.Reader, sts, policy.Verify); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
 	due, skipped := Due(sched, last.UTC(), now, s.startingDeadline())

@@ -83,7 +83,7 @@ func TestVerifyScheduleVerifiesTheNewestReadySetOncePerRun(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(at(2, 0, 10, 0))
 	f := &fakeVerifier{c: c, clock: clk}
 	rec := events.NewFakeRecorder(10)
-	s := &VerifyScheduler{Client: c, Sets: snapshotter.PerPVC{Snapshots: c}, Verifier: f, Events: rec, Clock: clk}
+	s := &VerifyScheduler{Client: c, Reader: c, Sets: snapshotter.PerPVC{Snapshots: c}, Verifier: f, Events: rec, Clock: clk}
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "pg"}}
 	res, err := s.Reconcile(context.Background(), req)
 	if err != nil {

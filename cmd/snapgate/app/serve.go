@@ -448,7 +448,7 @@ func (o *ServeOptions) setupControllers(mgr ctrl.Manager, engine *snapshotter.En
 		}},
 		{"follower", &follow.Follower{Client: mgr.GetClient(), ReadyDeadline: o.ReadyDeadline, Events: events, Metrics: followMetrics}},
 		{"scheduler", &schedule.Scheduler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Engine: engine, Events: events}},
-		{"verify scheduler", &schedule.VerifyScheduler{Client: mgr.GetClient(), Sets: engine.SnapshotBackend(), Verifier: verifier, Events: events}},
+		{"verify scheduler", &schedule.VerifyScheduler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Sets: engine.SnapshotBackend(), Verifier: verifier, Events: events}},
 		{"pruner", &prune.Pruner{Client: mgr.GetClient(), Backend: engine.Backend, Keep: o.Keep, UnadmittedGrace: o.UnadmittedGrace, Events: events, Metrics: m}},
 	} {
 		if err := c.c.SetupWithManager(mgr); err != nil {
