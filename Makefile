@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all demo bench deps build test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet generate generated chart-golden
+.PHONY: all demo bench deps build image test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet generate generated chart-golden
 
 all: build
 
@@ -29,7 +29,7 @@ unit:
 ## e2e: the end-to-end tests on the local stack, with snapgate running (short budget)
 e2e: export SNAPGATE_BUDGET := 8s
 e2e: export SNAPGATE_READY_DEADLINE := 20s
-e2e: deps run
+e2e: deps run image
 	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
 
 ## chart-golden: render the Helm chart anew into e2e/testdata/chart (after a deliberate change; review the diff)
@@ -43,6 +43,13 @@ deps:
 ## cluster: start the local stack (control plane, real node, kwok nodes, CSI), or find it running; prints the KUBECONFIG export
 cluster: deps
 	@e2e/stack/cluster.sh up
+
+## image: snapgate's container image, as the chart names it (ghcr.io/snapgate/snapgate:<appVersion>),
+## built from this checkout and put into the local stack's real node
+image: cluster
+	CGO_ENABLED=0 go build -trimpath -o $(CLUSTER_DIR)/image/snapgate ./cmd/snapgate
+	@SNAPGATE_BINARY=$(CLUSTER_DIR)/image/snapgate e2e/stack/images/build.sh $(CLUSTER_DIR)/bin/pause snapgate | \
+	  xargs e2e/stack/node.sh import
 
 ## cluster-down: stop every process the stack started and remove its state
 cluster-down:

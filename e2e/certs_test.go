@@ -23,35 +23,74 @@ import (
 	"github.com/snapgate/snapgate/e2e/framework"
 )
 
-// release is the chart installed with Helm for one test, its webhook
-// configurations pointing by URL at a snapgate run here as the release's pod
-// would run it. The snapgate of `make run` steps aside meanwhile, so that every
-// guarded request goes through the release's configurations.
+// release is the chart installed with Helm for one test. Its snapgate runs
+// either as the chart's own pods on the real node (installChart), or here,
+// as the release's pod would run it, with the webhook configurations pointing
+// at it by URL (installRelease). The snapgate of `make run` steps aside
+// meanwhile, so that every guarded request goes through the release's
+// configurations.
 type release struct {
 	c         *framework.Cluster
 	namespace string
-	port      int
+	// port is where snapgate run here serves; zero for the chart's pods.
+	port int
 }
 
-func installRelease(t *testing.T, c *framework.Cluster, port int, set ...string) *release {
+// stepAside stops the snapgate of `make run` until the test ends.
+func stepAside(t *testing.T, c *framework.Cluster) {
 	t.Helper()
 	if r := c.Run(t, "", filepath.Join(framework.RepoRoot(), "e2e", "stack", "snapgate.sh"), "down"); r.Err != nil {
 		t.Fatalf("snapgate.sh down: %v\n%s", r.Err, r.Stderr)
 	}
 	t.Cleanup(func() { c.StartSnapgate(t) })
+}
+
+// helmInstall installs the chart as release sg in the release's namespace,
+// and uninstalls it when the test ends: its webhook configurations would
+// otherwise block every guarded StatefulSet after the test.
+func (r *release) helmInstall(t *testing.T, args ...string) {
+	t.Helper()
+	args = append([]string{"install", "sg", chartDir(), "--namespace", r.namespace, "--kubeconfig", r.c.Kubeconfig}, args...)
+	if res := r.c.Run(t, "", r.c.Bin("helm"), args...); res.Err != nil {
+		t.Fatalf("helm install: %v\n%s%s", res.Err, res.Stdout, res.Stderr)
+	}
+	t.Cleanup(func() {
+		r.c.Run(t, "", r.c.Bin("helm"), "uninstall", "sg", "--wait", "--namespace", r.namespace, "--kubeconfig", r.c.Kubeconfig)
+	})
+}
+
+func installRelease(t *testing.T, c *framework.Cluster, port int, set ...string) *release {
+	t.Helper()
+	stepAside(t, c)
 	rel := &release{c: c, namespace: c.KwokNamespace(t), port: port}
-	args := []string{"install", "sg", chartDir(), "--namespace", rel.namespace, "--kubeconfig", c.Kubeconfig,
-		"--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port), "--set", "replicaCount=1", "--set", "webhook.budget=8s"}
+	args := []string{"--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port), "--set", "replicaCount=1", "--set", "webhook.budget=8s"}
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
-	if r := c.Run(t, "", c.Bin("helm"), args...); r.Err != nil {
-		t.Fatalf("helm install: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
-	}
-	// Uninstalling removes the webhook configurations, or they would block
-	// every guarded StatefulSet after the test.
+	rel.helmInstall(t, args...)
+	return rel
+}
+
+// installChart installs the chart as a user does, with helm install --wait and
+// no values: its snapgate runs from its image (make image) in the chart's
+// pods on the real node, the API server calls it through its Service, and it
+// reaches the API server as any pod does. When the test ends, the pods' logs
+// must show no request of snapgate's refused by RBAC.
+func installChart(t *testing.T, c *framework.Cluster) *release {
+	t.Helper()
+	stepAside(t, c)
+	rel := &release{c: c, namespace: c.Namespace(t)}
+	rel.helmInstall(t, "--wait", "--timeout", "3m")
 	t.Cleanup(func() {
-		c.Run(t, "", c.Bin("helm"), "uninstall", "sg", "--wait", "--namespace", rel.namespace, "--kubeconfig", c.Kubeconfig)
+		logs := c.Kubectl(t, "-n", rel.namespace, "logs", "-l", "app.kubernetes.io/instance=sg", "--prefix", "--tail=-1").Stdout
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, "is forbidden: User") {
+				t.Errorf("snapgate was refused something the chart should grant:\n%s", line)
+			}
+		}
+		if t.Failed() {
+			t.Logf("the chart's pods' logs:\n%s", lastLines(logs, 40))
+		}
 	})
 	return rel
 }
@@ -113,10 +152,17 @@ func (r *release) serve(t *testing.T, certFlags ...string) {
 	})
 }
 
-// served is the certificate snapgate answers with.
+// served is the certificate snapgate answers with: the one run here, or the
+// first of the chart's pods, at its address on the pod network.
 func (r *release) served(t *testing.T) []byte {
 	t.Helper()
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), &tls.Config{InsecureSkipVerify: true})
+	addr := fmt.Sprintf("127.0.0.1:%d", r.port)
+	if r.port == 0 {
+		ip := r.c.MustKubectl(t, "-n", r.namespace, "get", "pods", "-l", "app.kubernetes.io/instance=sg",
+			"--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].status.podIP}")
+		addr = ip + ":9443"
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatalf("dial snapgate: %v", err)
 	}
@@ -210,40 +256,24 @@ func TestBuiltinCertificatesRotateWithoutLosingARequest(t *testing.T) {
 	}
 }
 
-// TestCertManagerIssuesInjectsAndRotates: the default mode, with the real
-// cert-manager controllers and cainjector (built from the cert-manager module).
-// The chart's Issuers and Certificates issue the serving certificate, cainjector
-// fills all five caBundles, snapgate serves the Secret as a pod's volume would
-// hold it, and a renewal (as `cmctl renew` asks for one) under a stream of
-// updates loses no request.
+// TestCertManagerIssuesInjectsAndRotates: the chart as a user installs it,
+// with the real cert-manager controllers and cainjector (built from the
+// cert-manager module). The chart's Issuers and Certificates issue the serving
+// certificate, cainjector fills all five caBundles, the chart's pods start on
+// the real node with the Secret as their volume and become Ready, and the API
+// server calls them through their Service. A renewal (as `cmctl renew` asks
+// for one) under a stream of updates loses no request: the kubelet updates the
+// pods' volume and snapgate serves the new certificate without a restart.
 func TestCertManagerIssuesInjectsAndRotates(t *testing.T) {
 	c := framework.Connect(t)
 	installCertManagerCRDs(t, c)
 	start(t, c.Bin("certmanager"), "--kubeconfig", c.Kubeconfig)
-	rel := installRelease(t, c, 19454)
+	rel := installChart(t, c)
 	c.MustKubectl(t, "-n", rel.namespace, "wait", "--for=condition=Ready", "certificate/sg-snapgate", "--timeout=60s")
 	waitFor(t, 30*time.Second, rel.trusted, "cainjector's caBundle in all five webhooks")
-
-	// The kubelet's part: the Secret, mounted as the pod's certificate directory.
-	dir := t.TempDir()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			s := rel.secret()
-			for _, f := range []string{"tls.key", "tls.crt"} {
-				if b, err := os.ReadFile(filepath.Join(dir, f)); len(s.Data[f]) > 0 && (err != nil || !bytes.Equal(b, s.Data[f])) {
-					_ = os.WriteFile(filepath.Join(dir, f+".tmp"), s.Data[f], 0o600)
-					_ = os.Rename(filepath.Join(dir, f+".tmp"), filepath.Join(dir, f))
-				}
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}()
-	t.Cleanup(func() { stop(); <-done })
-	waitFor(t, 10*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, "tls.crt")); return err == nil }, "the certificate in the pod's directory")
-	rel.serve(t, "--cert-dir", dir)
+	if got := c.MustKubectl(t, "-n", rel.namespace, "get", "deployment", "sg-snapgate", "-o", "jsonpath={.status.readyReplicas}"); got != "2" {
+		t.Fatalf("ready replicas of the chart's Deployment: %q, want 2", got)
+	}
 
 	before := rel.secret().Data["tls.crt"]
 	rel.upgradeAndStream(t, func() {
@@ -259,6 +289,14 @@ func TestCertManagerIssuesInjectsAndRotates(t *testing.T) {
 	if !rel.trusted() {
 		t.Error("after the renewal the webhooks do not carry the CA")
 	}
+	// One of the chart's pods holds the controllers' Lease.
+	framework.Eventually(t, 30*time.Second, "a pod of the chart leading", func() error {
+		holder := c.Kubectl(t, "-n", rel.namespace, "get", "lease", "snapgate-controllers", "-o", "jsonpath={.spec.holderIdentity}").Stdout
+		if !strings.HasPrefix(holder, "sg-snapgate-") {
+			return fmt.Errorf("the Lease snapgate-controllers is held by %q", holder)
+		}
+		return nil
+	})
 }
 
 // installCertManagerCRDs installs cert-manager's CRDs from its module.

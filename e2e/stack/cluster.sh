@@ -128,6 +128,9 @@ options:
   runtime: binary
   bindAddress: 127.0.0.1
   kubeAdmission: true
+  # Pods reach the API server at the kubernetes Service's ClusterIP (the first
+  # of kwokctl's service range, 10.0.0.0/24), and check its certificate for it.
+  kubeApiserverCertSANs: [10.0.0.1]
   kubeAuthorization: true
   etcdBinary: $b/etcd
   kubeApiserverBinary: $b/kube-apiserver
@@ -160,6 +163,11 @@ componentsPatches:
     value: $KWOK_WORKDIR/clusters/$name/pki/admin.crt
   - key: kubelet-client-key
     value: $KWOK_WORKDIR/clusters/$name/pki/admin.key
+  # A webhook served by a pod (the chart's snapgate) is called at its
+  # endpoints: the stack runs no kube-proxy, so its Service's ClusterIP leads
+  # nowhere, while pod addresses are routed (node.sh).
+  - key: enable-aggregator-routing
+    value: "true"
   # The fsfreeze preset's sidecar is privileged, as it must be on any cluster.
   - key: allow-privileged
     value: "true"
@@ -222,9 +230,11 @@ YAML
   wait_for 60 "node kwok-node-0 Ready" "${k[@]}" wait --for condition=Ready --timeout=1s node/kwok-node-0
 
   log "starting the real node"
-  local server
+  local server service
   server=$("${k[@]}" config view --minify -o jsonpath='{.clusters[0].cluster.server}')
-  "$stack/node.sh" up "$b" "$state/images.list" "$KWOK_WORKDIR/clusters/$name/pki" "${server#https://}"
+  service=$("${k[@]}" -n default get service kubernetes -o jsonpath='{.spec.clusterIP}:{.spec.ports[0].port}')
+  [ "${service%:*}" = 10.0.0.1 ] || die "the kubernetes Service's ClusterIP is ${service%:*}, not the 10.0.0.1 the API server's certificate names (kubeApiserverCertSANs above)"
+  "$stack/node.sh" up "$b" "$state/images.list" "$KWOK_WORKDIR/clusters/$name/pki" "${server#https://}" "$service"
   wait_for 120 "node snapgate-node Ready" "${k[@]}" wait --for condition=Ready --timeout=1s node/snapgate-node
   local s
   for s in "${sidecars[@]}"; do alive "$s" || die "$s exited: $(tail -5 "$state/logs/$s.log")"; done

@@ -8,7 +8,11 @@
 # lives in a network namespace of its own (NETNS below), reached from the host at
 # its address there (NODE_IP, through a veth pair); the kubelet reaches the API
 # server through nsproxy, which listens on the namespace's own 127.0.0.1 and
-# dials the host's. The kubelet and containerd also get a private mount
+# dials the host's. Pods reach the API server as on any cluster, at the
+# kubernetes Service's ClusterIP: the namespace holds that address (as
+# kube-proxy's IPVS mode binds ClusterIPs to a local device) and nsproxy
+# listens on it too. The API server reaches pods (webhooks served by a pod) by
+# a route to the pod network through the namespace. The kubelet and containerd also get a private mount
 # namespace, where /run, /var/lib and /var/log are their own and the sysctls the
 # kubelet insists on setting are files of the stack's, so the host is left as it
 # was; everything else they make (cgroups under CGROUP, the namespace) is
@@ -220,6 +224,10 @@ localStorageCapacityIsolation: false
 protectKernelDefaults: false
 podLogsDir: /var/log/pods
 serializeImagePulls: false
+# A Secret's update reaches a pod's volume at the pod's next sync (every minute
+# by default): a renewed serving certificate is in the chart's pods within
+# seconds rather than a minute.
+syncFrequency: 10s
 YAML
   cat >"$dir/containerd.toml" <<TOML
 version = 3
@@ -301,10 +309,16 @@ make_netns() {
   ip -n "$NETNS" addr add "$NODE_IP/24" dev "$NODE_IF"
   ip -n "$NETNS" link set "$NODE_IF" up
   ip -n "$NETNS" link set lo up
+  # The kubernetes Service's ClusterIP, served by nsproxy (see up).
+  ip -n "$NETNS" addr add "${SERVICE_ADDR%:*}/32" dev lo
+  # Pods, from the host (the API server calling a webhook's endpoints). The
+  # route goes with the veth.
+  ip route add "$POD_CIDR" via "$NODE_IP" dev "$HOST_IF"
 }
 
 up() {
   local bin=$1 images=$2 pki=$3 apiserver=$4
+  SERVICE_ADDR=$5
   if status; then
     log "already running"
     return
@@ -323,7 +337,7 @@ up() {
   make_cgroups
   make_netns
 
-  setsid "$bin/nsproxy" --netns "/run/netns/$NETNS" --listen 127.0.0.1:6443 --to "$apiserver" \
+  setsid "$bin/nsproxy" --netns "/run/netns/$NETNS" --listen 127.0.0.1:6443 --listen "$SERVICE_ADDR" --to "$apiserver" \
     >"$state/logs/nsproxy.log" 2>&1 </dev/null &
   echo $! >"$state/pids/nsproxy.pid"
 
@@ -333,13 +347,14 @@ up() {
     env SNAPGATE_CLUSTER_DIR="$state" NODE_BIN="$bin" "$0" inside \
     >"$state/logs/node.log" 2>&1 </dev/null &
   echo $! >"$state/pids/node.pid"
+  # Importing the images takes most of it: over a minute on a busy machine.
   local i
-  for i in $(seq 600); do
+  for i in $(seq 1800); do
     [ -s "$dir/ready" ] && break
     supervisor_alive || die "the node exited: $(tail -5 "$state/logs/node.log")"
     sleep 0.1
   done
-  [ -s "$dir/ready" ] || die "the node did not start within 60s: $(tail -5 "$state/logs/node.log")"
+  [ -s "$dir/ready" ] || die "the node did not start within 180s: $(tail -5 "$state/logs/node.log")"
 }
 
 # inside runs in the node's namespaces: it makes the private mounts, starts
@@ -398,10 +413,24 @@ inside() {
   stop_inside
 }
 
+# import ARCHIVE...: OCI archives into the running node's containerd, pinned
+# (as make cluster imports the stack's images), for images built after the
+# node started: snapgate's own.
+import_images() {
+  local pid tar
+  status || die "the node is not running: run 'make cluster' first"
+  pid=$(cat "$state/pids/node.pid")
+  for tar in "$@"; do
+    nsenter --mount="/proc/$pid/ns/mnt" -- "$state/bin/ctr" -a "$containerd_socket" -n k8s.io images import \
+      --label io.cri-containerd.pinned=pinned "$tar" >/dev/null || die "import $tar failed"
+  done
+}
+
 case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
   status) status ;;
   inside) inside ;;
-  *) echo "usage: $0 up BIN IMAGES_LIST PKI APISERVER_ADDR | down | status" >&2; exit 2 ;;
+  import) shift; import_images "$@" ;;
+  *) echo "usage: $0 up BIN IMAGES_LIST PKI APISERVER_ADDR SERVICE_ADDR | import ARCHIVE... | down | status" >&2; exit 2 ;;
 esac

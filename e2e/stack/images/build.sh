@@ -10,7 +10,8 @@
 # name, so a fresh clone on a machine that built them reuses them.
 #
 # Usage: build.sh PAUSE_BINARY [image...]   (default: all). Prints the archives'
-# paths, one per line.
+# paths, one per line. The image `snapgate` (not in all: it changes with the
+# code) is snapgate's own, of the static binary SNAPGATE_BINARY.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +40,7 @@ key() { # key IMAGE: what the image is built from (this script, its own files)
     echo "$1"
     [ ! -d "$here/$family" ] || find "$here/$family" -type f ! -name '*.md' -print0 | sort -z | xargs -0 cat
     [ "$1" != pause ] || cat "$pause_bin"
+    [ "$1" != snapgate ] || { cat "$SNAPGATE_BINARY"; snapgate_name; }
   } | sha256sum | cut -c1-16
 }
 
@@ -70,6 +72,34 @@ pack() {
   grep -q "\"io.containerd.image.name\":\"$name\"" "$layout/oci/index.json" || { log "could not name $name in its index"; exit 1; }
   tar -C "$layout/oci" -cf "$out" .
   rm -rf "$layout"
+}
+
+# snapgate_name: snapgate's image as the chart names it by default, its
+# repository and appVersion (charts/snapgate), so that `helm install` of the
+# chart as it stands runs this checkout's snapgate.
+snapgate_name() {
+  local chart=$here/../../../charts/snapgate
+  printf '%s:%s\n' "$(awk '$1 == "repository:" {print $2; exit}' "$chart/values.yaml")" \
+    "$(awk '$1 == "appVersion:" {gsub(/"/, "", $2); print $2}' "$chart/Chart.yaml")"
+}
+
+# snapgate TMP OUT: snapgate's release image, in the shape of a distroless
+# static image: the binary as entrypoint, the user nonroot (65532) that the
+# chart's securityContext asks for, no shell, no package manager.
+snapgate() {
+  local tmp=$1 out=$2 root=$1/root
+  [ -x "${SNAPGATE_BINARY:-}" ] || { log "SNAPGATE_BINARY must name snapgate's static binary"; exit 1; }
+  mkdir -p "$root/etc" "$root/tmp" "$root/home/nonroot"
+  cp "$SNAPGATE_BINARY" "$root/snapgate"
+  chmod 0755 "$root/snapgate"
+  chmod 1777 "$root/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
+  chown -R 0:0 "$root"
+  chown 65532:65532 "$root/home/nonroot"
+  tar -C "$root" --numeric-owner -cf "$tmp/rootfs.tar" .
+  pack "$tmp/rootfs.tar" "$(snapgate_name)" "$out" --config.entrypoint /snapgate --config.user 65532:65532 \
+    --config.workingdir /home/nonroot
 }
 
 debian_path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -180,6 +210,7 @@ build_one() { # build_one IMAGE: the archive's path, built if not cached
     mariadb-10.11) mariadb 10.11 bookworm "$tmp" "$tmp/image.tar" ;;
     mariadb-11) mariadb 11 trixie "$tmp" "$tmp/image.tar" ;;
     busybox-1.36) busybox trixie "$tmp" "$tmp/image.tar" ;;
+    snapgate) snapgate "$tmp" "$tmp/image.tar" ;;
     *) log "unknown image $image (known: ${all[*]})"; exit 1 ;;
   esac
   # Renamed into place last, so an interrupted build is never taken for a done one.

@@ -4,7 +4,10 @@
 // the host's 127.0.0.1. nsproxy listens on an address inside the namespace and
 // forwards each connection to an address on the host, so the kubelet dials its
 // own 127.0.0.1 and the API server is dialled at the host's: no address of the
-// machine's interfaces is ever used.
+// machine's interfaces is ever used. The pods' way to the API server, the
+// kubernetes Service's ClusterIP (which the stack gives the namespace, as
+// kube-proxy's IPVS mode binds ClusterIPs to a local device), is a second
+// --listen.
 package main
 
 import (
@@ -24,38 +27,53 @@ import (
 
 func main() {
 	netns := flag.String("netns", "", "network namespace to listen in, as a path (/run/netns/NAME)")
-	listen := flag.String("listen", "127.0.0.1:6443", "address to listen on inside the namespace")
+	var listens []string
+	flag.Func("listen", "address to listen on inside the namespace (repeatable; default 127.0.0.1:6443)", func(s string) error {
+		listens = append(listens, s)
+		return nil
+	})
 	to := flag.String("to", "", "address to forward to, from the host's namespace (required)")
 	flag.Parse()
 	if *netns == "" || *to == "" {
 		fmt.Fprintln(os.Stderr, "nsproxy: --netns and --to are required")
 		os.Exit(2)
 	}
+	if len(listens) == 0 {
+		listens = []string{"127.0.0.1:6443"}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *netns, *listen, *to); err != nil {
-		fmt.Fprintln(os.Stderr, "nsproxy:", err)
-		os.Exit(1)
+	errs := make(chan error, len(listens))
+	for _, l := range listens {
+		lis, err := listenIn(*netns, l)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nsproxy:", err)
+			os.Exit(1)
+		}
+		go func() { errs <- serve(ctx, lis, *to) }()
+		fmt.Fprintf(os.Stderr, "nsproxy: forwarding %s in %s to %s\n", l, *netns, *to)
+	}
+	for range listens {
+		if err := <-errs; err != nil {
+			fmt.Fprintln(os.Stderr, "nsproxy:", err)
+			os.Exit(1)
+		}
 	}
 }
 
-func run(ctx context.Context, netns, listen, to string) error {
-	lis, err := listenIn(netns, listen)
-	if err != nil {
-		return err
-	}
+// serve forwards each connection lis accepts to to, until ctx ends.
+func serve(ctx context.Context, lis net.Listener, to string) error {
 	go func() {
 		<-ctx.Done()
 		lis.Close()
 	}()
-	fmt.Fprintf(os.Stderr, "nsproxy: forwarding %s in %s to %s\n", listen, netns, to)
 	for {
 		conn, err := lis.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("accept on %s: %w", listen, err)
+			return fmt.Errorf("accept on %s: %w", lis.Addr(), err)
 		}
 		go forward(conn, to)
 	}
