@@ -201,7 +201,11 @@ func (v *Verifier) check(ctx context.Context, sts *appsv1.StatefulSet, name stri
 		}
 		stdout, stderr, err := v.Exec.Exec(ctx, sts.Namespace, name, container, c.argv)
 		if err != nil {
-			last = fmt.Errorf("%w: %s", err, lastLines(stderr, stdout))
+			// A run cut short by the deadline tells nothing of the check;
+			// the failure before it does.
+			if ctx.Err() == nil || last == nil {
+				last = fmt.Errorf("%w: %s", err, lastLines(stderr, stdout))
+			}
 			return false, nil
 		}
 		return true, nil

@@ -29,17 +29,24 @@ import (
 	"github.com/snapgate/snapgate/snapshotter/presets"
 )
 
-// exec answers like a server that is still starting for its first fails calls.
+// exec answers like a server that is still starting for its first fails calls;
+// with hang, every call after the first lasts until its context ends (an
+// exec cut short by the deadline).
 type exec struct {
 	mu    sync.Mutex
 	fails int
+	hang  bool
 	ran   []string
 }
 
-func (e *exec) Exec(_ context.Context, _, pod, container string, argv []string) ([]byte, []byte, error) {
+func (e *exec) Exec(ctx context.Context, _, pod, container string, argv []string) ([]byte, []byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.ran = append(e.ran, pod+"/"+container+" "+argv[0])
+	if e.hang && len(e.ran) > 1 {
+		<-ctx.Done()
+		return nil, nil, ctx.Err()
+	}
 	if e.fails > 0 {
 		e.fails--
 		return nil, []byte("the database system is starting up"), errors.New("command terminated with exit code 2")
@@ -169,6 +176,14 @@ func TestVerifyThatFailsIsRecordedAsFailed(t *testing.T) {
 	}
 	if e := <-r.events.Events; !strings.Contains(e, "Warning SetVerifyFailed Set pg-abc did not verify") {
 		t.Errorf("event %q", e)
+	}
+
+	// The check's own failure is what is told, not the deadline that cut its retry short.
+	r = newRig(t, true, map[string]string{policy.HookPreset: "postgres", policy.VerifyCommand: `["check-orders"]`})
+	r.exec.fails, r.exec.hang = 1, true
+	res, err = r.v.Verify(context.Background(), "db", "pg-abc", func(string) {})
+	if err != nil || res.Passed || !strings.Contains(res.How, "command terminated with exit code 2: the database system is starting up") {
+		t.Fatalf("a retry cut short by the deadline: %v, %+v", err, res)
 	}
 
 	r = newRig(t, false, nil)
