@@ -12,10 +12,10 @@
 # kubernetes Service's ClusterIP: the namespace holds that address (as
 # kube-proxy's IPVS mode binds ClusterIPs to a local device) and nsproxy
 # listens on it too. The API server reaches pods (webhooks served by a pod) by
-# a route to the pod network through the namespace. The kubelet and containerd also get a private mount
-# namespace, where /run, /var/lib and /var/log are their own and the sysctls the
-# kubelet insists on setting are files of the stack's, so the host is left as it
-# was; everything else they make (cgroups under CGROUP, the namespace) is
+# a route to the pod network through the namespace. The kubelet and containerd
+# also get a private mount namespace, where /run, /var/lib and /var/log are
+# their own and the sysctls the kubelet insists on setting are files of the
+# stack's, so the host is left as it was; everything else they make (cgroups under CGROUP, the namespace) is
 # recorded and removed by 'down'.
 #
 #   node.sh up       start the node and wait until it is Ready (cluster.sh calls it)
