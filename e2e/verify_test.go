@@ -62,7 +62,10 @@ func TestAVerifyRestoresChecksRecordsAndCleansUp(t *testing.T) {
 		t.Fatalf("a verify-command that finds the orders: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}
 	c.MustKubectl(t, "-n", ns, "annotate", "--overwrite", "statefulset/postgres", `snapgate.io/verify-command=["psql","-U","postgres","-XAtc","SELECT count(*) FROM invoices"]`)
-	r = snapgate("verify", "set", set, "--timeout", "15s")
+	// A failing check is retried until the timeout (a restored server may
+	// still be starting); the timeout leaves room for a loaded machine to get
+	// the pod Ready and one run finished, or the failure told is the deadline.
+	r = snapgate("verify", "set", set, "--timeout", "40s")
 	if r.Err == nil || !strings.Contains(r.Stdout, "did not verify") || !strings.Contains(r.Stdout, `relation "invoices" does not exist`) {
 		t.Fatalf("a verify-command that fails: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
 	}

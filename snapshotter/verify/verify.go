@@ -200,15 +200,18 @@ func (v *Verifier) check(ctx context.Context, sts *appsv1.StatefulSet, name stri
 			container = policy.DefaultHookContainer(pod.Annotations, &pod.Spec, sts)
 		}
 		stdout, stderr, err := v.Exec.Exec(ctx, sts.Namespace, name, container, c.argv)
-		if err != nil {
-			// A run cut short by the deadline tells nothing of the check;
-			// the failure before it does.
-			if ctx.Err() == nil || last == nil {
-				last = fmt.Errorf("%w: %s", err, lastLines(stderr, stdout))
-			}
-			return false, nil
+		switch {
+		case err == nil:
+			return true, nil
+		case ctx.Err() == nil:
+			last = fmt.Errorf("%w: %s", err, lastLines(stderr, stdout))
+		case last == nil:
+			// A run cut short by the deadline tells nothing of the check
+			// (the error is the connection's, e.g. an i/o timeout); with no
+			// failure before it, what is known is that none finished.
+			last = fmt.Errorf("no run of the check finished within %s (snapgate verify --timeout gives it longer): %w", v.timeout(), err)
 		}
-		return true, nil
+		return false, nil
 	})
 	if err != nil && last != nil {
 		return last

@@ -186,6 +186,14 @@ func TestVerifyThatFailsIsRecordedAsFailed(t *testing.T) {
 		t.Fatalf("a retry cut short by the deadline: %v, %+v", err, res)
 	}
 
+	// With no run finished at all, the deadline is what is told, by name.
+	r = newRig(t, true, map[string]string{policy.HookPreset: "postgres"})
+	r.exec.hang, r.exec.ran = true, []string{"none before"}
+	res, err = r.v.Verify(context.Background(), "db", "pg-abc", func(string) {})
+	if err != nil || res.Passed || !strings.Contains(res.How, "no run of the check finished within 2s (snapgate verify --timeout gives it longer): context deadline exceeded") {
+		t.Fatalf("a check that never finished: %v, %+v", err, res)
+	}
+
 	r = newRig(t, false, nil)
 	res, err = r.v.Verify(context.Background(), "db", "pg-abc", func(string) {})
 	if err != nil || res.Passed || !strings.Contains(res.How, "the restored pods were not Ready within 2s") {
