@@ -26,11 +26,13 @@ test: lint unit e2e
 unit:
 	go test $(GO_TEST_FLAGS) -race -count=1 ./...
 
-## e2e: the end-to-end tests on the local stack, with snapgate running (short budget)
+## e2e: the end-to-end tests on the local stack, with snapgate running (short budget);
+## the tests that leave snapgate running run E2E_PARALLEL at a time (framework.Parallel)
+E2E_PARALLEL ?= 4
 e2e: export SNAPGATE_BUDGET := 8s
 e2e: export SNAPGATE_READY_DEADLINE := 20s
 e2e: deps run image
-	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -timeout 30m ./e2e/...
+	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -parallel $(E2E_PARALLEL) -timeout 30m ./e2e/...
 
 ## chart-golden: render the Helm chart anew into e2e/testdata/chart (after a deliberate change; review the diff)
 chart-golden: cluster

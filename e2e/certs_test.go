@@ -39,9 +39,7 @@ type release struct {
 // stepAside stops the snapgate of `make run` until the test ends.
 func stepAside(t *testing.T, c *framework.Cluster) {
 	t.Helper()
-	if r := c.Run(t, "", filepath.Join(framework.RepoRoot(), "e2e", "stack", "snapgate.sh"), "down"); r.Err != nil {
-		t.Fatalf("snapgate.sh down: %v\n%s", r.Err, r.Stderr)
-	}
+	c.StopSnapgate(t)
 	t.Cleanup(func() { c.StartSnapgate(t) })
 }
 

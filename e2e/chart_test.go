@@ -62,6 +62,7 @@ func helmTemplate(t *testing.T, c *framework.Cluster, set []string) string {
 }
 
 func TestChartLints(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	for _, tc := range chartCases {
 		args := []string{"lint", chartDir(), "--strict"}
@@ -84,6 +85,7 @@ func TestChartLints(t *testing.T) {
 // e2e/testdata/chart; `make chart-golden` writes them anew after a deliberate
 // change.
 func TestChartRendersAsGolden(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	update := os.Getenv("UPDATE_GOLDEN") != ""
 	for _, tc := range chartCases {
@@ -160,6 +162,7 @@ func objects(t *testing.T, manifest string) map[string][]byte {
 // against webhook.Configurations, which `make run` registers: same routes,
 // selectors, conditions, failure policies and timeouts.
 func TestChartWebhooksAreTheCodes(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	for _, tc := range chartCases {
 		objs := objects(t, helmTemplate(t, c, tc.set))
@@ -206,6 +209,7 @@ func TestChartWebhooksAreTheCodes(t *testing.T) {
 // dry run: the real API server validates every object (the cert-manager CRDs,
 // from the cert-manager module, installed first).
 func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	installCertManagerCRDs(t, c)
 	c.Apply(t, "", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+chartNamespace+"\n")
@@ -225,6 +229,7 @@ func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 // (e2e/testdata/alerts/alerts_test.yaml): each alert fires on what it names,
 // with its labels and text, and stays quiet otherwise.
 func TestChartAlertsPassPromtool(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	objs := objects(t, helmTemplate(t, c, []string{"metrics.prometheusRule.enabled=true"}))
 	var rule struct {

@@ -18,6 +18,7 @@ import (
 // TestChartReadme keeps charts/snapgate/README.md generated from the values'
 // comments (`# -- ` starts one); `make chart-golden` writes it anew.
 func TestChartReadme(t *testing.T) {
+	framework.Parallel(t)
 	values, err := os.ReadFile(filepath.Join(chartDir(), "values.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +182,7 @@ StatefulSet stays blocked. Snapshot sets are left in place: they are your data.
 // permissions against the ClusterRole the chart renders: a verb granted and
 // not explained, or explained and not granted, fails.
 func TestChartReadmePermissionsAreTheClusterRoles(t *testing.T) {
+	framework.Parallel(t)
 	rendered, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "e2e", "testdata", "chart", "default.yaml"))
 	if err != nil {
 		t.Fatal(err)

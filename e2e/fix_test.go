@@ -41,6 +41,7 @@ func events(t *testing.T, c *framework.Cluster, ns, sts string) string {
 // apply that removes the nodeSelector is admitted, its volume (bound, empty) is
 // snapshotted as it is, and the warning and Event say the pod got no hooks.
 func TestAFixForAPendingPodIsAdmitted(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, brokenPostgres("web", "", "      nodeSelector: {disktype: ssd}\n"))
@@ -75,6 +76,7 @@ func TestAFixForAPendingPodIsAdmitted(t *testing.T) {
 // a StatefulSet stuck on a broken pod is taken (delete the pod), the server is
 // back with its data.
 func TestAFixForACrashLoopingPostgresIsAdmitted(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, brokenPostgres("db", "", ""))

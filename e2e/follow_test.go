@@ -15,6 +15,7 @@ import (
 // once its set is cut; the set is followed after that, and the StatefulSet's
 // Events tell when it is ready.
 func TestASetAdmittedAtCutIsToldReadyWhenItIs(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	class := c.SnapshotClassForTest(t, ns, "uploading", map[string]string{"readyDelay": "5s"})

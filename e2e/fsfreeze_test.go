@@ -113,6 +113,8 @@ spec:
 // the snapshot holds what was written before and not the waiting write, and
 // once the change is admitted the write has landed and nothing is frozen.
 func TestFSFreezePresetFreezesTheVolumesUntilTheCut(t *testing.T) {
+	// Serial: its class takes 5s of the e2e budget to cut, and the copy of
+	// two ext4 volumes on a loaded machine may take the rest.
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	freezableSet(t, c, ns, "5s")
@@ -244,6 +246,7 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 // container mounts none of its volumes is refused when it is applied, with
 // the fix, not when its first upgrade would need the freeze.
 func TestFSFreezeWithNothingToFreezeIsRefusedAtApply(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	r := c.Run(t, framework.StatefulSet("nomount", 1, "busybox", map[string]string{"snapgate.io/hook-preset": "fsfreeze"}),

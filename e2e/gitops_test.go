@@ -27,6 +27,7 @@ func gitopsApp(version string) string {
 // --force-conflicts) or client-side, leaves it there, and the rollback it
 // points to still works.
 func TestTheRecordSurvivesGitOps(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	apply := func(manifest string, args ...string) framework.Result {

@@ -73,6 +73,7 @@ spec:
 // (the WAL's last number is the data's or one more), and the group goes with
 // its set.
 func TestAReplicasDataAndWALAreCutAtOneInstant(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, walWriter)

@@ -46,6 +46,7 @@ func image(t *testing.T, c *framework.Cluster, ns, sts string) string {
 // three snapshots are readyToUse. The class delays readiness so that the order
 // is not an accident of timing.
 func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	c.Apply(t, "", framework.SnapshotClass("slow-ready-"+ns, map[string]string{"readyDelay": "2s"}))
@@ -154,6 +155,7 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 }
 
 func TestScaleDownSnapshotsOnlyTheRemovedReplicas(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 3, nil)
@@ -177,6 +179,7 @@ func TestScaleDownSnapshotsOnlyTheRemovedReplicas(t *testing.T) {
 }
 
 func TestDeleteKeepsItsSnapshots(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
@@ -197,6 +200,7 @@ func TestDeleteKeepsItsSnapshots(t *testing.T) {
 }
 
 func TestDryRunCreatesNothing(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
@@ -250,6 +254,7 @@ func TestUnguardedStatefulSetNeverReachesSnapgate(t *testing.T) {
 }
 
 func TestSlowSnapshotsAreDeniedThenAdmittedOnRetryWithTheSameSet(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	budget := c.Budget(t)
@@ -285,6 +290,7 @@ func TestSlowSnapshotsAreDeniedThenAdmittedOnRetryWithTheSameSet(t *testing.T) {
 }
 
 func TestDriverErrorDeniesWithTheDriversMessage(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	class := "failing-" + ns
@@ -305,6 +311,7 @@ func TestDriverErrorDeniesWithTheDriversMessage(t *testing.T) {
 }
 
 func TestBadAnnotationsAreDeniedByName(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 1, nil)
@@ -327,6 +334,7 @@ func TestBadAnnotationsAreDeniedByName(t *testing.T) {
 }
 
 func TestSkipLetsOneChangeThroughAndIsRecorded(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
@@ -359,6 +367,7 @@ func TestSkipLetsOneChangeThroughAndIsRecorded(t *testing.T) {
 // Deleting a namespace removes its PVCs before its StatefulSets; a guard that
 // insisted on snapshots there would hang the namespace in Terminating forever.
 func TestNamespaceWithAGuardedStatefulSetCanBeDeleted(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 2, nil)
@@ -373,6 +382,7 @@ func TestNamespaceWithAGuardedStatefulSetCanBeDeleted(t *testing.T) {
 // webhook again. The retry must find the set the first call started, not take a
 // second one.
 func TestStatusWritesDuringTheWaitDoNotTakeASecondSet(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	class := "slow-ready-status-" + ns

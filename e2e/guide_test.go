@@ -81,6 +81,7 @@ func psql(t *testing.T, c *framework.Cluster, ns, pod, sql string) string {
 }
 
 func TestGuideStatefulSetRunsTheOfficialImageOnTheRealNode(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	applyGuide(t, c, ns)
@@ -105,6 +106,7 @@ func TestGuideStatefulSetRunsTheOfficialImageOnTheRealNode(t *testing.T) {
 }
 
 func TestGuideUpgradeIsCheckpointedSnapshottedAndRolledBack(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	applyGuide(t, c, ns)

@@ -25,6 +25,7 @@ func helmIn(t *testing.T, c *framework.Cluster, ns string) (string, func(args ..
 // upgrade goes through snapgate like any other client's, with the postgres
 // preset's CHECKPOINT in the release's real PostgreSQL pods.
 func TestHelmUpgradeIsSnapshotted(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	chart, helm := helmIn(t, c, ns)
@@ -67,6 +68,7 @@ func TestHelmUpgradeIsSnapshotted(t *testing.T) {
 // Helm's rollback both go through snapgate: the rollback reaches a StatefulSet
 // with a crash-looping pod, which gets no hooks and does not stand in the way.
 func TestHelmAtomicUpgradeAndItsRollbackAreBothSnapshotted(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	chart, helm := helmIn(t, c, ns)

@@ -41,6 +41,7 @@ func files(t *testing.T, c *framework.Cluster, ns, pod string) string {
 }
 
 func TestHooksQuiesceBeforeTheCutAndThawAfter(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	hooked(t, c, ns, map[string]string{
@@ -69,6 +70,7 @@ func TestHooksQuiesceBeforeTheCutAndThawAfter(t *testing.T) {
 }
 
 func TestAFailingPreHookDeniesAndThawsEveryPod(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	hooked(t, c, ns, map[string]string{
@@ -98,6 +100,7 @@ func TestAFailingPreHookDeniesAndThawsEveryPod(t *testing.T) {
 }
 
 func TestAHangingPreHookTimesOutAndThaws(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	hooked(t, c, ns, map[string]string{
@@ -120,6 +123,7 @@ func TestAHangingPreHookTimesOutAndThaws(t *testing.T) {
 }
 
 func TestAUserWhoMayNotExecCannotRunAnnotationHooks(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	hooked(t, c, ns, map[string]string{"snapgate.io/pre-hook": `["sh","-c","echo ran > /data/ran.txt"]`})
@@ -164,6 +168,7 @@ subjects: [{kind: User, name: deployer, apiGroup: rbac.authorization.k8s.io}]
 }
 
 func TestVeleroPodAnnotationsAreHonoured(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	manifest := appStatefulSet("db", 2, nil, map[string]string{

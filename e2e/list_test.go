@@ -13,6 +13,7 @@ import (
 // TestListShowsTheSetsOfAStatefulSet runs the snapgate binary as a user would
 // (kubectl's flags, a kubeconfig) after two guarded changes.
 func TestListShowsTheSetsOfAStatefulSet(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 3, nil)

@@ -54,6 +54,8 @@ stringData:
 // the change is admitted (the class keeps them not ready for 3 s more), the
 // session is gone and writes go through.
 func TestMySQLPresetHoldsTheReadLockUntilTheCut(t *testing.T) {
+	// Serial: its class's fixed delays (3s to cut, 3s to ready) leave 2s of
+	// the e2e budget for the hooks and the copy, which a loaded machine eats.
 	for _, tc := range []struct {
 		name, image string
 		fromFile    bool

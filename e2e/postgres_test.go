@@ -46,6 +46,7 @@ stringData:
 // a volume restored from a snapshot on which the image's PostgreSQL starts
 // (recovering nothing it cannot) and finds all 10,000 rows.
 func TestPostgresUpgradeIsCheckpointedAndRestorable(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, postgresStatefulSet("postgres", 3, "postgres:15", map[string]string{"snapgate.io/hook-preset": "postgres"}))

@@ -18,6 +18,7 @@ import (
 // postgres exists then), the official postgres:17, and Bitnami's (uid 1001 with
 // no passwd entry, md5 locally, the password only in a file).
 func TestPostgresPresetInEveryPostgresImage(t *testing.T) {
+	framework.Parallel(t)
 	for _, tc := range []struct {
 		name, image, container, mount, env, volumes string
 		user, password                              string
@@ -93,6 +94,7 @@ func TestPostgresPresetInEveryPostgresImage(t *testing.T) {
 // TestPresetInAnImageWithoutItsClientIsRefusedNamingIt: the postgres preset on
 // a StatefulSet whose container has no psql is denied, and the denial says so.
 func TestPresetInAnImageWithoutItsClientIsRefusedNamingIt(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, framework.GuardedSet{Name: "app", Replicas: 1, Annotations: map[string]string{"snapgate.io/hook-preset": "postgres"},

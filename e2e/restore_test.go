@@ -14,6 +14,7 @@ import (
 // one: a new PostgreSQL on copies of the snapshots answers with the data of
 // then, while the original goes on with its own; nothing is overwritten.
 func TestARestoreIntoANewStatefulSetServesTheOldDataBesideTheLive(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	applyGuide(t, c, ns)

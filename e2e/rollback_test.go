@@ -26,6 +26,7 @@ import (
 // the table back, the old template is back, and the volume the rollback
 // replaced is kept (Retain) with the 15,000-row state on it.
 func TestRollbackRestoresPostgresDataAndTemplate(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, postgresStatefulSet("postgres", 2, "postgres:15", map[string]string{"snapgate.io/hook-preset": "postgres"}))
@@ -140,6 +141,7 @@ func claimVolumes(t *testing.T, c *framework.Cluster, ns string, pvcs ...string)
 // whenScaled: Delete (the PVCs of replicas 1 and 2 go with them) and rolls back:
 // three replicas again, each with its own data.
 func TestRollbackOfAScaleDownBringsBackTheRemovedReplicas(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, strings.Replace(appStatefulSet("db", 3, nil, nil), "  podManagementPolicy: Parallel\n",
@@ -248,6 +250,7 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 // or one whose snapshots are not ready, is refused with the reason, the trigger
 // is removed, and nothing changes.
 func TestRollbackToAForeignOrUnreadySetIsRefused(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	class := c.SnapshotClassForTest(t, ns, "never", map[string]string{"readyDelay": "1h"})
@@ -303,6 +306,7 @@ func TestRollbackToAForeignOrUnreadySetIsRefused(t *testing.T) {
 // two: the two newest stay. Deleting the StatefulSet then takes a last set, and
 // none of the three is ever pruned.
 func TestRetentionKeepsExactlyNSets(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	newGuarded(t, c, ns, "db", 1, map[string]string{policy.Keep: "2"})

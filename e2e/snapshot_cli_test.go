@@ -13,6 +13,7 @@ import (
 // TestSnapshotCommandTakesASetNowWithHooks runs `snapgate snapshot` as a user
 // would: the same engine and hooks as the webhook, a new set every time.
 func TestSnapshotCommandTakesASetNowWithHooks(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	c.Apply(t, ns, appStatefulSet("db", 2, map[string]string{

@@ -43,6 +43,7 @@ spec:
 `
 
 func TestVolumeSnapshotRestoresFileContents(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 
@@ -137,6 +138,7 @@ spec:
 `
 
 func TestStatefulSetRunsWithItsOwnVolumesAndExec(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 
@@ -190,6 +192,7 @@ func TestStatefulSetRunsWithItsOwnVolumesAndExec(t *testing.T) {
 // makes them Ready; an ordinary namespace's pods go to the real node (the
 // tests above).
 func TestKwokNamespacesPutTheirPodsOnKwokNodes(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	c.Apply(t, ns, statefulSetManifest)

@@ -17,6 +17,7 @@ import (
 // check that fails is a failed verify, recorded and shown as such; and
 // snapgate.io/verify makes the same verify on a schedule.
 func TestAVerifyRestoresChecksRecordsAndCleansUp(t *testing.T) {
+	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	applyGuide(t, c, ns)

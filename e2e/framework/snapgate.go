@@ -113,17 +113,23 @@ func (c *Cluster) Metric(t testing.TB, name string, labels ...string) int {
 // are still being removed, and snapgate rightly guards their StatefulSets' deletes.
 func (c *Cluster) GuardDecisions(t testing.TB) int {
 	t.Helper()
+	serialOnly(t, "GuardDecisions")
 	return c.sumMetric(t, "snapgate_admission_decisions_total", func(line string) bool { return !strings.Contains(line, `change="delete"`) })
+}
+
+// webhookPort is snapgate.sh's: SNAPGATE_WEBHOOK_PORT, or 19443; metrics are
+// served on the port after it.
+func webhookPort() int {
+	if p, err := strconv.Atoi(os.Getenv("SNAPGATE_WEBHOOK_PORT")); err == nil {
+		return p
+	}
+	return 19443
 }
 
 // sumMetric sums the samples of a metric whose lines keep says to count.
 func (c *Cluster) sumMetric(t testing.TB, name string, keep func(line string) bool) int {
 	t.Helper()
-	port := 19443
-	if p := os.Getenv("SNAPGATE_WEBHOOK_PORT"); p != "" {
-		port, _ = strconv.Atoi(p)
-	}
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port+1))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", webhookPort()+1))
 	if err != nil {
 		t.Fatalf("read snapgate metrics: %v", err)
 	}
@@ -196,6 +202,7 @@ spec:
 // evicted pod would end it: nothing of its own shutdown runs.
 func (c *Cluster) KillSnapgate(t testing.TB) {
 	t.Helper()
+	serialOnly(t, "KillSnapgate")
 	b, err := os.ReadFile(filepath.Join(c.Dir, "pids", "snapgate.pid"))
 	if err != nil {
 		t.Fatalf("snapgate's pid: %v", err)
@@ -223,8 +230,19 @@ func (c *Cluster) KillSnapgate(t testing.TB) {
 // StartSnapgate starts snapgate against the stack again, as `make run` does.
 func (c *Cluster) StartSnapgate(t testing.TB) {
 	t.Helper()
+	serialOnly(t, "StartSnapgate")
 	if r := c.Run(t, "", filepath.Join(RepoRoot(), "e2e", "stack", "snapgate.sh"), "up"); r.Err != nil {
 		t.Fatalf("snapgate.sh up: %v\n%s", r.Err, r.Stderr)
+	}
+}
+
+// StopSnapgate stops the snapgate of `make run` as `make run-down` does: it
+// removes its webhook configurations on the way out.
+func (c *Cluster) StopSnapgate(t testing.TB) {
+	t.Helper()
+	serialOnly(t, "StopSnapgate")
+	if r := c.Run(t, "", filepath.Join(RepoRoot(), "e2e", "stack", "snapgate.sh"), "down"); r.Err != nil {
+		t.Fatalf("snapgate.sh down: %v\n%s", r.Err, r.Stderr)
 	}
 }
 
