@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all demo bench deps build image test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet generate generated chart-golden
+.PHONY: all demo bench chaos deps build image test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet generate generated chart-golden
 
 all: build
 
@@ -33,6 +33,17 @@ e2e: export SNAPGATE_BUDGET := 8s
 e2e: export SNAPGATE_READY_DEADLINE := 20s
 e2e: deps run image
 	go test $(GO_TEST_FLAGS) -tags e2e -count=1 -parallel $(E2E_PARALLEL) -timeout 30m ./e2e/...
+
+## chaos: the faults a production guard must survive, as one suite (their e2e tests on the
+## local stack, then a fuzz run of the annotation parser), and a table of fault, test, outcome
+CHAOS_FUZZTIME ?= 30s
+chaos: export SNAPGATE_BUDGET := 8s
+chaos: export SNAPGATE_READY_DEADLINE := 20s
+chaos: deps run image
+	@{ go test -tags e2e -count=1 -json -parallel $(E2E_PARALLEL) -timeout 30m \
+	    -run '$(shell go run ./e2e/chaos -run github.com/snapgate/snapgate/e2e)' ./e2e/ || true; \
+	  go test -json -run '^$$' -fuzz '^FuzzParseAnnotations$$' -fuzztime $(CHAOS_FUZZTIME) ./snapshotter/policy/ || true; \
+	} | tee $(CLUSTER_DIR)/logs/chaos.json | go run ./e2e/chaos
 
 ## chart-golden: render the Helm chart anew into e2e/testdata/chart (after a deliberate change; review the diff)
 chart-golden: cluster

@@ -318,3 +318,29 @@ func installCertManagerCRDs(t *testing.T, c *framework.Cluster) {
 	c.MustKubectl(t, "wait", "--for=condition=Established", "crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io",
 		"crd/certificaterequests.cert-manager.io", "--timeout=30s")
 }
+
+// snapgate's webhook refuses a client that offers nothing newer than TLS 1.1,
+// with the handshake's protocol-version alert; 1.2 and 1.3 are served (the API
+// server offers both).
+func TestTLSOlderThan12IsRefused(t *testing.T) {
+	framework.Parallel(t)
+	c := framework.Connect(t)
+	for _, tc := range []struct {
+		name   string
+		max    uint16
+		served bool
+	}{{"TLS 1.0", tls.VersionTLS10, false}, {"TLS 1.1", tls.VersionTLS11, false}, {"TLS 1.2", tls.VersionTLS12, true}, {"TLS 1.3", tls.VersionTLS13, true}} {
+		conn, err := tls.Dial("tcp", c.WebhookAddr(), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tc.max})
+		switch {
+		case tc.served && err != nil:
+			t.Errorf("%s: %v; want it served", tc.name, err)
+		case !tc.served && err == nil:
+			t.Errorf("%s: served (%s); want it refused", tc.name, tls.VersionName(conn.ConnectionState().Version))
+		case !tc.served && !strings.Contains(err.Error(), "protocol version"):
+			t.Errorf("%s: %v; want the server's protocol version alert", tc.name, err)
+		}
+		if conn != nil {
+			conn.Close()
+		}
+	}
+}

@@ -168,19 +168,23 @@ func inFlightRecords(t *testing.T, c *framework.Cluster) int {
 }
 
 // killWhileFrozen starts an upgrade of fz, SIGKILLs snapgate once the volumes
-// are frozen (the snapshots exist, their cut is delayed), and returns when.
+// are frozen (the snapshots exist, their cut is delayed), and returns when,
+// and the upgrade's kubectl, which ends when the API server has its answer.
 // snapgate is started again when the test ends.
-func killWhileFrozen(t *testing.T, c *framework.Cluster, ns string) time.Time {
+func killWhileFrozen(t *testing.T, c *framework.Cluster, ns string) (time.Time, <-chan framework.Result) {
 	t.Helper()
 	t.Cleanup(func() { c.StartSnapgate(t) })
-	go c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/fz", "-c", "app", "--limits=memory=64Mi")
+	upgrade := make(chan framework.Result, 1)
+	go func() {
+		upgrade <- c.Kubectl(t, "-n", ns, "set", "resources", "statefulset/fz", "-c", "app", "--limits=memory=64Mi")
+	}()
 	waitFor(t, 20*time.Second, func() bool { return len(c.Snapshots(t, ns, "fz")) == 2 }, "two snapshots")
 	if n := inFlightRecords(t, c); n != 1 {
 		t.Fatalf("%d records of post-hooks in flight while the volumes are frozen; want 1", n)
 	}
 	frozenAt := time.Now()
 	c.KillSnapgate(t)
-	return frozenAt
+	return frozenAt, upgrade
 }
 
 // awaitThaw writes to every volume and returns how long after frozenAt the
@@ -211,11 +215,21 @@ func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	freezableSet(t, c, ns, "30s")
-	frozenAt := killWhileFrozen(t, c, ns)
+	frozenAt, upgrade := killWhileFrozen(t, c, ns)
 	since := awaitThaw(t, c, ns, frozenAt)
 	t.Logf("thawed by the watchdogs %s after the freeze", since.Round(time.Second))
 	if since < presets.FreezeBound-10*time.Second {
 		t.Errorf("writes went through %s after the freeze, with snapgate dead; want them to wait for the watchdog (%s)", since, presets.FreezeBound)
+	}
+	// The upgrade whose snapshots were never cut failed closed: refused, the
+	// template as it was.
+	if r := <-upgrade; r.Err == nil {
+		t.Errorf("the upgrade was admitted with snapgate killed before the cut: %s", r.Stdout)
+	} else if !strings.Contains(r.Stderr, "snapgate") {
+		t.Errorf("the upgrade failed with %q; want the API server's failed call to snapgate's webhook", r.Stderr)
+	}
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "fz", "-o", `jsonpath={.spec.template.spec.containers[?(@.name=="app")].resources.limits.memory}`); got != "" {
+		t.Errorf("the app's memory limit is %q after a refused upgrade; want none, as before", got)
 	}
 }
 
@@ -227,7 +241,9 @@ func TestARestartedSnapgateThawsWhatADeadOneFroze(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.Namespace(t)
 	freezableSet(t, c, ns, "30s")
-	frozenAt := killWhileFrozen(t, c, ns)
+	// (The upgrade may be refused, or admitted with a set the restarted
+	// snapgate takes when the API server calls again; either loses nothing.)
+	frozenAt, _ := killWhileFrozen(t, c, ns)
 	c.StartSnapgate(t)
 	since := awaitThaw(t, c, ns, frozenAt)
 	t.Logf("thawed %s after the freeze", since.Round(time.Second))

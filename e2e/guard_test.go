@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,6 +308,37 @@ func TestDriverErrorDeniesWithTheDriversMessage(t *testing.T) {
 	}
 	if got := image(t, c, ns, "db"); got != "postgres:16" {
 		t.Fatalf("image = %q after a denied upgrade", got)
+	}
+}
+
+// A scale-down whose removed replicas' volumes go with them (whenScaled:
+// Delete) is the one change that loses data at once: when the driver cannot
+// snapshot them, it is refused, and every PVC is still there.
+func TestAScaleDownThatDeletesVolumesIsRefusedWhenItsSnapshotsFail(t *testing.T) {
+	framework.Parallel(t)
+	c := framework.Connect(t)
+	ns := c.KwokNamespace(t)
+	class := c.SnapshotClassForTest(t, ns, "failing", map[string]string{"failWith": "simulated quota exceeded"})
+	c.Apply(t, ns, framework.GuardedSet{Name: "db", Replicas: 3, Annotations: map[string]string{"snapgate.io/snapshot-class": class},
+		PodSpec: "      containers:\n      - name: db\n        image: postgres:16\n",
+		Spec:    "  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Retain}\n"}.YAML())
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+
+	r := c.Kubectl(t, "-n", ns, "scale", "statefulset/db", "--replicas=1")
+	if r.Err == nil {
+		t.Fatal("a scale-down that deletes two volumes was admitted although their snapshots failed")
+	}
+	if !strings.Contains(r.Stderr, "simulated quota exceeded") || !strings.Contains(r.Stderr, "PVC data-db-1") && !strings.Contains(r.Stderr, "PVC data-db-2") {
+		t.Errorf("denial = %q; want the driver's message and the PVC of a removed replica", r.Stderr)
+	}
+	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.replicas}"); got != "3" {
+		t.Errorf("replicas = %s after a refused scale-down, want 3", got)
+	}
+	for i := range 3 {
+		pvc := fmt.Sprintf("data-db-%d", i)
+		if got := c.MustKubectl(t, "-n", ns, "get", "pvc", pvc, "-o", "jsonpath={.status.phase} {.metadata.deletionTimestamp}"); got != "Bound " {
+			t.Errorf("PVC %s: %q after a refused scale-down; want Bound and not deleting", pvc, got)
+		}
 	}
 }
 

@@ -117,6 +117,9 @@ func (c *Cluster) GuardDecisions(t testing.TB) int {
 	return c.sumMetric(t, "snapgate_admission_decisions_total", func(line string) bool { return !strings.Contains(line, `change="delete"`) })
 }
 
+// WebhookAddr is where the snapgate of `make run` serves its webhook (TLS).
+func (c *Cluster) WebhookAddr() string { return fmt.Sprintf("127.0.0.1:%d", webhookPort()) }
+
 // webhookPort is snapgate.sh's: SNAPGATE_WEBHOOK_PORT, or 19443; metrics are
 // served on the port after it.
 func webhookPort() int {
