@@ -14,6 +14,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -130,13 +131,19 @@ func Affected(c Change) []int32 {
 func PlanSet(ctx context.Context, r client.Reader, c Change, p policy.Policy) (*Plan, error) {
 	plan := skeleton(c, p)
 	classes := &classCache{byDriver: map[string]string{}}
+	// One List for the claims instead of a Get each: at 100 replicas the
+	// reads otherwise outrun the client's rate limit inside the budget.
+	listed, err := listClaims(ctx, r, c.Old)
+	if err != nil {
+		return nil, err
+	}
 	why := make([]string, len(plan.Snapshots))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(16)
 	for i := range plan.Snapshots {
 		s := &plan.Snapshots[i]
 		g.Go(func() (err error) {
-			why[i], err = checkClaim(gctx, r, c.Old, s, p.SnapshotClass, classes)
+			why[i], err = checkClaim(gctx, r, c.Old, s, listed, p.SnapshotClass, classes)
 			return err
 		})
 	}
@@ -191,11 +198,37 @@ func skeleton(c Change, p policy.Policy) *Plan {
 	return plan
 }
 
-// checkClaim reads one planned snapshot's PVC and picks its class; a PVC
-// that holds no data yet is not an error: why says why it is left out.
-func checkClaim(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet, s *PlannedSnapshot, named string, classes *classCache) (why string, err error) {
+// listClaims reads, in one List, the PVCs that carry the StatefulSet's
+// selector labels, as the StatefulSet controller makes them, by name.
+func listClaims(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet) (map[string]*corev1.PersistentVolumeClaim, error) {
+	if sts.Spec.Selector == nil || len(sts.Spec.Selector.MatchLabels)+len(sts.Spec.Selector.MatchExpressions) == 0 {
+		return nil, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+	if err != nil {
+		return nil, nil // the API server validated it; a Get each still works
+	}
+	var list corev1.PersistentVolumeClaimList
+	if err := r.List(ctx, &list, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, fmt.Errorf("list PVCs of statefulset %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	byName := make(map[string]*corev1.PersistentVolumeClaim, len(list.Items))
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
+	}
+	return byName, nil
+}
+
+// checkClaim reads one planned snapshot's PVC (from listed, or by a Get for
+// one made without the selector's labels) and picks its class; a PVC that
+// holds no data yet is not an error: why says why it is left out.
+func checkClaim(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet, s *PlannedSnapshot, listed map[string]*corev1.PersistentVolumeClaim, named string, classes *classCache) (why string, err error) {
 	var pvc corev1.PersistentVolumeClaim
-	err = r.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: s.PVC}, &pvc)
+	if l, ok := listed[s.PVC]; ok {
+		pvc = *l
+	} else {
+		err = r.Get(ctx, types.NamespacedName{Namespace: sts.Namespace, Name: s.PVC}, &pvc)
+	}
 	if apierrors.IsNotFound(err) {
 		return "does not exist (it holds no data)", nil
 	}
@@ -213,10 +246,34 @@ func checkClaim(ctx context.Context, r client.Reader, sts *appsv1.StatefulSet, s
 	return "", nil
 }
 
-// classCache holds the default class of each driver, looked up once per plan.
+// classCache holds the default class of each driver and the named class,
+// each looked up once per plan.
 type classCache struct {
 	mu       sync.Mutex
 	byDriver map[string]string
+	named    *snapv1.VolumeSnapshotClass
+	namedErr error
+}
+
+// namedClass reads the class snapgate.io/snapshot-class names, once.
+func (c *classCache) namedClass(ctx context.Context, r client.Reader, named string) (*snapv1.VolumeSnapshotClass, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.named != nil || c.namedErr != nil {
+		return c.named, c.namedErr
+	}
+	var class snapv1.VolumeSnapshotClass
+	err := r.Get(ctx, types.NamespacedName{Name: named}, &class)
+	switch {
+	case apierrors.IsNotFound(err):
+		c.namedErr = planErrorf("VolumeSnapshotClass %q (from %s) does not exist; create it or fix the annotation", named, policy.SnapshotClass)
+	case err != nil:
+		// Not kept: another claim's read may yet succeed.
+		return nil, fmt.Errorf("get VolumeSnapshotClass %s: %w", named, err)
+	default:
+		c.named = &class
+	}
+	return c.named, c.namedErr
 }
 
 // mustWaitForReady: a change that deletes PVCs (retention policy Delete) leaves
@@ -261,13 +318,9 @@ func snapshotClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentV
 // against driver, or the default class of driver.
 func driverClass(ctx context.Context, r client.Reader, pvc *corev1.PersistentVolumeClaim, driver, named string, cache *classCache) (string, error) {
 	if named != "" {
-		var class snapv1.VolumeSnapshotClass
-		err := r.Get(ctx, types.NamespacedName{Name: named}, &class)
-		if apierrors.IsNotFound(err) {
-			return "", planErrorf("VolumeSnapshotClass %q (from %s) does not exist; create it or fix the annotation", named, policy.SnapshotClass)
-		}
+		class, err := cache.namedClass(ctx, r, named)
 		if err != nil {
-			return "", fmt.Errorf("get VolumeSnapshotClass %s: %w", named, err)
+			return "", err
 		}
 		if class.Driver != driver {
 			return "", planErrorf("VolumeSnapshotClass %q (from %s) is for driver %s, but PVC %s/%s is on driver %s; name a class of %s",

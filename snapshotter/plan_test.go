@@ -3,7 +3,10 @@ package snapshotter
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -207,5 +210,55 @@ func TestPlanSet(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// reads counts a Reader's calls by kind of object.
+type reads struct {
+	client.Reader
+	mu   sync.Mutex
+	gets map[string]int
+	list map[string]int
+}
+
+func (r *reads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.mu.Lock()
+	r.gets[fmt.Sprintf("%T", obj)]++
+	r.mu.Unlock()
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (r *reads) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	r.mu.Lock()
+	r.list[fmt.Sprintf("%T", list)]++
+	r.mu.Unlock()
+	return r.Reader.List(ctx, list, opts...)
+}
+
+// A plan reads the claims in one List (those the StatefulSet controller made
+// carry its selector's labels), a claim made by hand with a Get, and the named
+// class once: at 100 replicas a read per claim and class outran the client's
+// rate limit inside the budget.
+func TestPlanSetReadsTheClaimsInOneListAndTheClassOnce(t *testing.T) {
+	sts := testStatefulSet(3, "data")
+	sts.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "pg"}}
+	objs := volumes("data-pg-0", "data-pg-1", "data-pg-2")
+	for _, o := range objs[:4] { // the claims of replicas 0 and 1; 2's was made by hand
+		if pvc, ok := o.(*corev1.PersistentVolumeClaim); ok {
+			pvc.Labels = map[string]string{"app": "pg"}
+		}
+	}
+	objs = append(objs, class("fast", driver, false))
+	r := &reads{Reader: fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objs...).Build(), gets: map[string]int{}, list: map[string]int{}}
+	plan, err := PlanSet(context.Background(), r, Change{Reason: policy.ReasonTemplate, Old: sts, NewReplicas: 3}, policy.Policy{SnapshotClass: "fast", WaitFor: policy.WaitReady})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := plannedPVCs(plan), "data-pg-0@fast data-pg-1@fast data-pg-2@fast"; got != want {
+		t.Errorf("planned %q, want %q", got, want)
+	}
+	want := map[string]int{"*v1.PersistentVolumeClaim": 1, "*v1.PersistentVolume": 3, "*v1.VolumeSnapshotClass": 1}
+	if !maps.Equal(r.gets, want) || !maps.Equal(r.list, map[string]int{"*v1.PersistentVolumeClaimList": 1}) {
+		t.Errorf("reads: gets %v, lists %v; want gets %v and one List of PVCs", r.gets, r.list, want)
 	}
 }
