@@ -155,7 +155,13 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []snapshotter.SetInfo) (prune
 	for _, s := range sets {
 		switch {
 		case protected[s.Name]:
-			continue // kept over and above keep
+			// Never pruned, and counted: the record's set is nearly always
+			// the newest, and keep N means N sets, not N besides it.
+			kept++
+			if s.Reason == string(policy.ReasonTemplate) && lastUpgrade == "" {
+				lastUpgrade = s.Name
+			}
+			continue
 		case s.StatefulSetUID != string(sts.GetUID()):
 			continue // of an earlier StatefulSet of this name: never pruned, not counted
 		case s.Failed != "":

@@ -54,6 +54,11 @@ func TestPlanPrune(t *testing.T) {
 			sts:  sts(7, map[string]string{policy.LastSet: "s1", policy.RollbackStatus: policy.RollbackState{Request: "latest", Set: "s3", SafetySet: "s2", Phase: policy.PhaseScalingDown}.String()}),
 			sets: history, uids: ours(history), want: "",
 		},
+		"the last set, which is nearly always the newest, counts toward keep": {
+			sts:  sts(4, map[string]string{policy.LastSet: "t3", policy.Keep: "2"}),
+			sets: []snapshotter.SetInfo{set("t3", "template", 3, time.Minute), set("t2", "template", 2, time.Hour), set("t1", "template", 1, 2*time.Hour)},
+			uids: ours([]snapshotter.SetInfo{{Name: "t3"}, {Name: "t2"}, {Name: "t1"}}), want: "t1",
+		},
 		"restarts never push out the newest set taken before an upgrade": {
 			sts: sts(9, nil),
 			sets: []snapshotter.SetInfo{set("r4", "restart", 8, time.Minute), set("r3", "restart", 7, 2*time.Minute), set("r2", "restart", 6, 3*time.Minute),
