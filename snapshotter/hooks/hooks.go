@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -464,17 +463,21 @@ func orUnknown(reason string) string {
 func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target, error) {
 	sts := plan.Change.Old
 	ordinals := snapshotter.Affected(plan.Change)
-	found := make([]*target, len(ordinals))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i, ordinal := range ordinals {
-		g.Go(func() (err error) {
-			found[i], err = r.target(gctx, sts, plan.Policy.Hooks, fmt.Sprintf("%s-%d", sts.Name, ordinal))
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	// One List of the StatefulSet's pods, not a Get each: at 100 replicas
+	// the reads otherwise outrun the client's rate limit inside the budget.
+	pods, err := r.listPods(ctx, sts)
+	if err != nil {
 		return nil, err
+	}
+	found := make([]*target, len(ordinals))
+	for i, ordinal := range ordinals {
+		pod, ok := pods[fmt.Sprintf("%s-%d", sts.Name, ordinal)]
+		if !ok {
+			continue
+		}
+		if found[i], err = r.targetOf(ctx, sts, plan.Policy.Hooks, pod); err != nil {
+			return nil, err
+		}
 	}
 	var out []target
 	for _, t := range found {
@@ -485,7 +488,26 @@ func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target,
 	return out, nil
 }
 
-// target is the hook of one pod, or nil when the pod does not exist, is not
+// listPods reads the pods that carry the StatefulSet's selector labels, by
+// name; a pod of the StatefulSet always does (the API server requires its
+// template's labels to match the selector).
+func (r *Runner) listPods(ctx context.Context, sts *appsv1.StatefulSet) (map[string]*corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of statefulset %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	var list corev1.PodList
+	if err := r.Client.List(ctx, &list, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, fmt.Errorf("list pods of statefulset %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	byName := make(map[string]*corev1.Pod, len(list.Items))
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
+	}
+	return byName, nil
+}
+
+// target is the hook of the pod named, or nil when it does not exist, is not
 // the StatefulSet's, or has no hook.
 func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks policy.Hooks, name string) (*target, error) {
 	var pod corev1.Pod
@@ -496,11 +518,18 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 	if err != nil {
 		return nil, fmt.Errorf("get pod %s/%s: %w", sts.Namespace, name, err)
 	}
-	if !ownedBy(&pod, sts) {
+	return r.targetOf(ctx, sts, hooks, &pod)
+}
+
+// targetOf is the hook of pod, or nil when the pod is not the StatefulSet's
+// or has no hook.
+func (r *Runner) targetOf(ctx context.Context, sts *appsv1.StatefulSet, hooks policy.Hooks, pod *corev1.Pod) (*target, error) {
+	name := pod.Name
+	if !ownedBy(pod, sts) {
 		log.FromContext(ctx).Info("Not running hooks in a pod the StatefulSet does not own", "pod", name)
 		return nil, nil
 	}
-	hook, err := Resolve(hooks, &pod)
+	hook, err := Resolve(hooks, pod)
 	if err != nil || hook == nil {
 		return nil, err
 	}
@@ -525,8 +554,8 @@ func (r *Runner) target(ctx context.Context, sts *appsv1.StatefulSet, hooks poli
 		hook.Pre = slices.Concat(hook.Pre, paths)
 		hook.Post = slices.Concat(hook.Post, paths)
 	}
-	t := &target{pod: name, hook: hook, container: container, postContainer: postContainer, notRunning: notRunning(&pod, container)}
-	if st := containerStatus(&pod, container); st != nil {
+	t := &target{pod: name, hook: hook, container: container, postContainer: postContainer, notRunning: notRunning(pod, container)}
+	if st := containerStatus(pod, container); st != nil {
 		t.restarts, t.containerID = st.RestartCount, st.ContainerID
 	}
 	return t, nil

@@ -72,13 +72,13 @@ func statefulSet() *appsv1.StatefulSet {
 	n := int32(3)
 	return &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "pg", UID: "sts-uid"},
-		Spec:       appsv1.StatefulSetSpec{Replicas: &n},
+		Spec:       appsv1.StatefulSetSpec{Replicas: &n, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "pg"}}},
 	}
 }
 
 func pod(name string, owner ownerKind, ann map[string]string) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name, Annotations: ann},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name, Annotations: ann, Labels: map[string]string{"app": "pg"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "postgres"}, {Name: "exporter"}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{
 			{Name: "postgres", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
@@ -411,5 +411,48 @@ func TestNoHooksRunInProtectedNamespaces(t *testing.T) {
 	}
 	if len(q.Warnings) != 1 || !strings.Contains(q.Warnings[0], "no hooks run in namespace db") {
 		t.Errorf("warnings %q", q.Warnings)
+	}
+}
+
+// podReads counts a client's reads of pods.
+type podReads struct {
+	client.Client
+	gets, lists int
+}
+
+func (c *podReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Pod); ok {
+		c.gets++
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+func (c *podReads) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*corev1.PodList); ok {
+		c.lists++
+	}
+	return c.Client.List(ctx, list, opts...)
+}
+
+// The pods to quiesce are read in one List, not a Get each: at 100 replicas
+// the reads outran the client's rate limit inside the budget. A pod with the
+// selector's labels that another controller owns is still left alone.
+func TestQuiesceReadsThePodsInOneList(t *testing.T) {
+	exec := &fakeExec{}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil), pod("pg-1", "sts", nil), pod("pg-2", "other", nil))
+	reads := &podReads{Client: r.Client}
+	r.Client = reads
+	q, err := r.Quiesce(context.Background(), plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Thaw(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if reads.gets != 0 || reads.lists != 1 {
+		t.Errorf("pods read with %d Gets and %d Lists; want one List", reads.gets, reads.lists)
+	}
+	if got := exec.ran("freeze"); !slices.Equal(got, []string{"pg-0", "pg-1"}) {
+		t.Errorf("pre-hooks ran in %v; want pg-0 and pg-1 (pg-2 belongs to another controller)", got)
 	}
 }
