@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTheTableHoldsEachFigureToItsTarget(t *testing.T) {
+	dir := t.TempDir()
+	bench := filepath.Join(dir, "bench.txt")
+	os.WriteFile(bench, []byte(strings.Join([]string{
+		"admit.replicas=1.snapgate 880 ms",
+		"admit.replicas=1.baseline 760 ms", // +120 ms, +15.8%: missed
+		"admit.replicas=10.snapgate 1290 ms",
+		"admit.replicas=10.baseline 1210 ms", // +80 ms: met by the 100 ms floor
+		"admit.replicas=100.snapgate 9000 ms",
+		"admit.replicas=100.baseline 8500 ms", // +500 ms, +5.9%: met
+		"concurrent50.p50 3000 ms", "concurrent50.p99 4100 ms", "concurrent50.last 4200 ms",
+		"concurrent50.baseline 4000 ms", "concurrent50.duplicates 0 sets",
+		"rss.statefulsets=1000 80 MiB", "rss.soak=10000 95.5 MiB", // grew 15.5 MiB: not flat
+		"passthrough.api.p50 4.1 ms", "passthrough.api.p99 9.9 ms", "passthrough.api.nogate.p50 3 ms", "passthrough.api.nogate.p99 6 ms",
+		"not a figure",
+	}, "\n")), 0o644)
+	passthrough := filepath.Join(dir, "pt.txt")
+	os.WriteFile(passthrough, []byte("goos: linux\nBenchmarkPassThrough-2   \t  100000\t     12345 ns/op\t  5000 B/op\nPASS\n"), 0o644)
+
+	figures, err := readFigures(bench)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := passThroughNs(passthrough)
+	if err != nil || ns != 12345 {
+		t.Fatalf("pass-through: %v, %v", ns, err)
+	}
+	figures["passthrough.decision"] = ns
+	met := map[string]string{}
+	for _, r := range rows(figures) {
+		met[r.measure] = r.met
+	}
+	for measure, want := range map[string]string{
+		"pass-through decision":                                  "yes",
+		"time-to-admit, 1 replicas":                              "NO",
+		"time-to-admit, 3 replicas":                              "not measured",
+		"time-to-admit, 10 replicas":                             "yes",
+		"time-to-admit, 100 replicas":                            "yes",
+		"100 replicas in one webhook call":                       "yes",
+		"50 concurrent 3-replica upgrades: duplicate sets":       "yes",
+		"50 concurrent upgrades: last admitted":                  "yes",
+		"RSS with 1,000 guarded StatefulSets":                    "yes",
+		"RSS after a 10,000-request soak":                        "NO",
+		"pass-through request through the API server: added p99": "yes",
+	} {
+		if met[measure] != want {
+			t.Errorf("%s: met %q, want %q", measure, met[measure], want)
+		}
+	}
+}
