@@ -43,7 +43,8 @@ up() {
   setsid "$state/bin/snapgate" serve --kubeconfig "$state/kubeconfig" --namespace snapgate-system \
     --webhook-host 127.0.0.1 --webhook-port "$port" --cert-dir "$state/snapgate/certs" --self-signed \
     --register-url "https://127.0.0.1:$port" --metrics-bind-address 127.0.0.1:$((port + 1)) \
-    --health-probe-bind-address 127.0.0.1:$((port + 2)) --leader-elect=false --budget "$budget" \
+    --health-probe-bind-address 127.0.0.1:$((port + 2)) --pprof-bind-address 127.0.0.1:$((port + 3)) \
+    --leader-elect=false --budget "$budget" \
     --ready-deadline "$ready_deadline" \
     >"$state/logs/snapgate.log" 2>&1 </dev/null &
   echo $! >"$pidfile"

@@ -96,6 +96,9 @@ type ServeOptions struct {
 	// turns one off.
 	MetricsAddr string
 	ProbeAddr   string
+	// PprofAddr serves Go's /debug/pprof, for finding where CPU and memory
+	// go; empty (the default) or "0" serves none.
+	PprofAddr string
 	// LeaderElect runs the controllers on one replica at a time.
 	LeaderElect bool
 	// RecordGrace is how long to wait for a scale to be stored before its set
@@ -159,6 +162,7 @@ func (o *ServeOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.WebhookTimeout, "webhook-timeout", o.WebhookTimeout, "the API server's limit for one webhook call (at most 30s)")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the Prometheus metrics endpoint; 0 turns it off")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 turns them off")
+	f.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "address of Go's /debug/pprof profiles; empty (the default) serves none")
 	f.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run the controllers on one replica at a time")
 	f.DurationVar(&o.RecordGrace, "record-grace", o.RecordGrace, "how long to wait for a scale to be stored before its set counts as never admitted")
 	f.IntVar(&o.Keep, "keep", o.Keep, "snapshot sets each StatefulSet keeps when its snapgate.io/keep does not say; older ones are deleted")
@@ -321,6 +325,7 @@ func (o *ServeOptions) managerOptions() ctrl.Options {
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "snapgate-controllers",
 		LeaderElectionNamespace: o.Namespace,
