@@ -83,11 +83,12 @@ run-down:
 BENCH_ROUNDS ?= 11
 BENCH_CONCURRENT_ROUNDS ?= 3
 bench: run
-	@rm -f $(CLUSTER_DIR)/bench.txt
-	go test -run '^$$' -bench PassThrough -benchmem ./webhook/ | tee $(CLUSTER_DIR)/bench-passthrough.txt
-	go test -tags e2e -run '^$$' -bench 'TimeToAdmit|Memory' -benchtime $(BENCH_ROUNDS)x -timeout 60m ./e2e/
-	go test -tags e2e -run '^$$' -bench ConcurrentUpgrades -benchtime $(BENCH_CONCURRENT_ROUNDS)x -timeout 30m ./e2e/
-	@go run ./e2e/benchtable $(CLUSTER_DIR)/bench.txt $(CLUSTER_DIR)/bench-passthrough.txt
+	@rm -f $(CLUSTER_DIR)/bench.txt; status=0; \
+	go test -run '^$$' -bench PassThrough -benchmem ./webhook/ | tee $(CLUSTER_DIR)/bench-passthrough.txt || status=1; \
+	go test -tags e2e -run '^$$' -bench 'TimeToAdmit|Memory' -benchtime $(BENCH_ROUNDS)x -timeout 60m ./e2e/ || status=1; \
+	go test -tags e2e -run '^$$' -bench ConcurrentUpgrades -benchtime $(BENCH_CONCURRENT_ROUNDS)x -timeout 30m ./e2e/ || status=1; \
+	go run ./e2e/benchtable $(CLUSTER_DIR)/bench.txt $(CLUSTER_DIR)/bench-passthrough.txt; \
+	exit $$status
 
 ## stack-tools: build (or find cached) the stack's binaries without starting it
 stack-tools:
