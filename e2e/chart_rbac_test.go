@@ -48,8 +48,8 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 		}
 		c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
 	}
-	// keep=1, and the last set is kept over and above that: the oldest goes.
-	waitFor(t, 30*time.Second, func() bool { return len(c.Snapshots(t, ns, "db")) == 4 }, "the oldest set pruned")
+	// keep=1: the newest set, the recorded one, is kept; the two older go.
+	waitFor(t, 30*time.Second, func() bool { return len(c.Snapshots(t, ns, "db")) == 2 }, "the older sets pruned")
 	for _, pod := range []string{"db-0", "db-1"} {
 		if got := files(t, c, ns, pod); strings.Contains(got, "quiesced") {
 			t.Errorf("%s: the post-hook did not run: %s", pod, got)
