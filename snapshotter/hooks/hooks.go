@@ -490,8 +490,13 @@ func (r *Runner) targets(ctx context.Context, plan *snapshotter.Plan) ([]target,
 
 // listPods reads the pods that carry the StatefulSet's selector labels, by
 // name; a pod of the StatefulSet always does (the API server requires its
-// template's labels to match the selector).
+// template's labels to match the selector). A StatefulSet without a selector
+// (apps/v1 requires one) is an error: as a selector, nil matches no pod, and the
+// set would be cut with no hook run.
 func (r *Runner) listPods(ctx context.Context, sts *appsv1.StatefulSet) (map[string]*corev1.Pod, error) {
+	if sts.Spec.Selector == nil {
+		return nil, fmt.Errorf("statefulset %s/%s has no spec.selector to find its pods by", sts.Namespace, sts.Name)
+	}
 	sel, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("selector of statefulset %s/%s: %w", sts.Namespace, sts.Name, err)

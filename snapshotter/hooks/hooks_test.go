@@ -456,3 +456,18 @@ func TestQuiesceReadsThePodsInOneList(t *testing.T) {
 		t.Errorf("pre-hooks ran in %v; want pg-0 and pg-1 (pg-2 belongs to another controller)", got)
 	}
 }
+
+// TestQuiesceWithoutASelectorIsAnError: a StatefulSet with no selector would
+// list no pod, and the set would be cut with no hook run; it is an error instead.
+func TestQuiesceWithoutASelectorIsAnError(t *testing.T) {
+	exec := &fakeExec{}
+	r := runner(t, exec, true, pod("pg-0", "sts", nil))
+	p := plan(policy.Hooks{Pre: []string{"freeze"}, Post: []string{"thaw"}})
+	p.Change.Old.Spec.Selector = nil
+	if _, err := r.Quiesce(context.Background(), p); err == nil || !strings.Contains(err.Error(), "no spec.selector") {
+		t.Fatalf("err = %v; want one naming the missing spec.selector", err)
+	}
+	if got := exec.ran("freeze"); len(got) != 0 {
+		t.Errorf("pre-hooks ran in %v", got)
+	}
+}
