@@ -71,6 +71,11 @@ type HookOutcome struct {
 	Warnings []string
 	// ThawFailed, when set, names the pods whose post-hook failed.
 	ThawFailed *ThawError
+	// Frozen is how long the application was quiesced: from the start of the
+	// pre-hooks to the end of the post-hooks (zero when no pod had a hook).
+	// The snapshots are created and cut inside it; it is what a user's
+	// writes wait for.
+	Frozen time.Duration
 }
 
 // Thawed are the quiesced pods whose post-hook did not fail.
@@ -223,6 +228,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 	if hooks == nil {
 		hooks = NoHooks{}
 	}
+	frozeAt := e.clock().Now()
 	q, qerr := hooks.Quiesce(ctx, plan)
 	outcome := HookOutcome{Quiesced: q.Pods, NotRunning: q.NotRunning, Warnings: q.Warnings}
 	defer func() {
@@ -236,6 +242,8 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 				}
 				outcome.ThawFailed = te
 			}
+			outcome.Frozen = e.clock().Since(frozeAt)
+			e.Metrics.observeFrozen(outcome.Frozen)
 		}
 		prog.Hooks = outcome
 	}()
@@ -442,7 +450,7 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 	e.Metrics.setTaken(string(plan.Reason), prog)
 	log.FromContext(ctx).Info("Snapshot set taken", "statefulSet", plan.StatefulSet, "set", plan.Set,
 		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed,
-		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt)
+		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt, "frozen", prog.Hooks.Frozen)
 	if tf := prog.Hooks.ThawFailed; tf != nil && e.Events != nil {
 		e.Events.Eventf(plan.Change.Old, nil, corev1.EventTypeWarning, "PostHookFailed", "Thaw",
 			"Set %s is good, but the post-hook failed in %s, which may still be quiesced; snapgate retries it: %v", plan.Set, strings.Join(tf.Pods, ", "), tf.Err)

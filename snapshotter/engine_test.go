@@ -10,14 +10,28 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met in 5s")
+}
 
 // recordingHooks logs what the engine asked of the hooks, and what it saw of
 // the set when it did.
@@ -31,13 +45,21 @@ type recordingHooks struct {
 	// thawErr is what the thaw returns.
 	thawErr  error
 	progress func() Progress
+	// onQuiesce and onThaw, when set, run as the pre- and post-hooks would.
+	onQuiesce, onThaw func()
 }
 
 func (h *recordingHooks) Quiesce(ctx context.Context, _ *Plan) (Quiesced, error) {
 	h.mu.Lock()
 	h.calls = append(h.calls, "quiesce")
 	h.mu.Unlock()
+	if h.onQuiesce != nil {
+		h.onQuiesce()
+	}
 	return Quiesced{Thaw: func(tctx context.Context) error {
+		if h.onThaw != nil {
+			h.onThaw()
+		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.thawCtx = tctx.Err()
@@ -165,6 +187,45 @@ func TestTakeQuiescesCreatesThawsAfterTheCutThenWaitsForReady(t *testing.T) {
 	}
 	if !strings.Contains(vs.Annotations[AnnotationPodTemplate], "postgres:16") || !strings.Contains(vs.Annotations[AnnotationPVCSpec], "pv-data-pg-1") {
 		t.Errorf("snapshot lacks the old template or PVC spec a restore needs: %v", vs.Annotations)
+	}
+}
+
+// TestTheFreezeWindowIsFromThePreHooksStartToThePostHooksEnd: the window a
+// user's writes wait through is reported and counted, once the pods are thawed.
+func TestTheFreezeWindowIsFromThePreHooksStartToThePostHooksEnd(t *testing.T) {
+	h := newHarness(t, interceptor.Funcs{})
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC))
+	h.engine.Clock = clk
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.engine.Metrics = m
+	h.hooks.onQuiesce = func() { clk.Step(300 * time.Millisecond) }
+	h.hooks.onThaw = func() { clk.Step(100 * time.Millisecond) }
+	done := h.take(context.Background())
+	h.waitForSnapshots(t, 2)
+	clk.Step(200 * time.Millisecond) // the cut
+	h.setStatus(t, cut)
+	frozen := func() *dto.Histogram {
+		var got dto.Metric
+		if err := m.frozen.Write(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Histogram
+	}
+	waitFor(t, func() bool { return frozen().GetSampleCount() > 0 })
+	clk.Step(time.Second) // the upload, after the thaw: not in the window
+	h.setStatus(t, ready)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if want := 600 * time.Millisecond; r.prog.Hooks.Frozen != want {
+		t.Errorf("Frozen = %s, want %s: pre-hooks, cut, post-hooks", r.prog.Hooks.Frozen, want)
+	}
+	if got := frozen(); got.GetSampleCount() != 1 || got.GetSampleSum() != 0.6 {
+		t.Errorf("snapgate_freeze_window_seconds = %d samples, sum %v; want one of 0.6", got.GetSampleCount(), got.GetSampleSum())
 	}
 }
 

@@ -11,6 +11,7 @@ type Metrics struct {
 	setsCreated *prometheus.CounterVec
 	setsPruned  prometheus.Counter
 	cut, ready  prometheus.Histogram
+	frozen      prometheus.Histogram
 	hooks       *prometheus.HistogramVec
 	hookErrors  *prometheus.CounterVec
 }
@@ -35,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "snapgate_snapshot_set_ready_seconds", Buckets: buckets,
 			Help: "Time from starting a set to every snapshot of it being ready to use.",
 		}),
+		frozen: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "snapgate_freeze_window_seconds", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25},
+			Help: "Time the pods of a set were quiesced, from the start of its pre-hooks to the end of its post-hooks, also when the set then failed (sets whose pods had hooks).",
+		}),
 		hooks: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "snapgate_hook_duration_seconds", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25},
 			Help: "Duration of hook commands, by phase (pre, post).",
@@ -44,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Hook commands that failed or timed out, by phase (pre, post).",
 		}, []string{"phase"}),
 	}
-	for _, c := range []prometheus.Collector{m.setsCreated, m.setsPruned, m.cut, m.ready, m.hooks, m.hookErrors} {
+	for _, c := range []prometheus.Collector{m.setsCreated, m.setsPruned, m.cut, m.ready, m.frozen, m.hooks, m.hookErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -60,6 +65,14 @@ func (m *Metrics) setTaken(reason string, prog Progress) {
 	m.cut.Observe(prog.CutAt.Seconds())
 	if prog.ReadyAt > 0 {
 		m.ready.Observe(prog.ReadyAt.Seconds())
+	}
+}
+
+// observeFrozen records how long a set's pods were quiesced: every time,
+// whether or not the set was then taken, since the application waited anyway.
+func (m *Metrics) observeFrozen(d time.Duration) {
+	if m != nil && d > 0 {
+		m.frozen.Observe(d.Seconds())
 	}
 }
 
