@@ -63,7 +63,8 @@ func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "db", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}"); got != "65Mi" {
 		t.Errorf("memory limit after the rollback = %s, want the template before the last change (65Mi)", got)
 	}
-	// One group per set kept (the two kept and the rollback's safety set):
+	// One group per set left (with keep 1: the newest, the recorded one the
+	// rollback restored, and its safety set, which outlives the rollback):
 	// the pruned set's group went with it.
 	sets := map[string]bool{}
 	for _, vs := range c.Snapshots(t, ns, "db") {

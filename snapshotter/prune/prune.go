@@ -205,7 +205,8 @@ func (p *Pruner) PlanPrune(sts metav1.Object, sets []snapshotter.SetInfo) (prune
 
 // limits are what a StatefulSet's annotations say of its sets: how many to
 // keep, the age past which they go (0: none), and the sets never pruned (the
-// last recorded one, and those a rollback uses or is asked for).
+// last recorded one, those a rollback in progress uses or is asked for, and the
+// latest rollback's safety set).
 func (p *Pruner) limits(ann map[string]string) (keep int, maxAge time.Duration, protected map[string]bool) {
 	pol, _ := policy.ParseAnnotations(map[string]string{policy.Keep: ann[policy.Keep], policy.MaxAge: ann[policy.MaxAge]})
 	keep = pol.Keep
@@ -217,8 +218,16 @@ func (p *Pruner) limits(ann map[string]string) (keep int, maxAge time.Duration, 
 		maxAge = pol.MaxAge
 	}
 	protected = map[string]bool{ann[policy.LastSet]: true, ann[policy.RollbackTo]: true}
-	if st, ok := policy.ParseRollbackState(ann); ok && st.InProgress() {
-		protected[st.Request], protected[st.Set], protected[st.SafetySet] = true, true, true
+	if st, ok := policy.ParseRollbackState(ann); ok {
+		// The safety set is the only copy of the data the rollback replaced:
+		// it outlives the rollback, so that the rollback can be undone, until
+		// the next rollback's record takes its place.
+		if st.SafetySet != "" {
+			protected[st.SafetySet] = true
+		}
+		if st.InProgress() {
+			protected[st.Request], protected[st.Set] = true, true
+		}
 	}
 	return keep, maxAge, protected
 }

@@ -54,6 +54,10 @@ func TestPlanPrune(t *testing.T) {
 			sts:  sts(7, map[string]string{policy.LastSet: "s1", policy.RollbackStatus: policy.RollbackState{Request: "latest", Set: "s3", SafetySet: "s2", Phase: policy.PhaseScalingDown}.String()}),
 			sets: history, uids: ours(history), want: "",
 		},
+		"the latest rollback's safety set outlives the rollback, so that it can be undone": {
+			sts:  sts(7, map[string]string{policy.LastSet: "s6", policy.Keep: "1", policy.RollbackStatus: policy.RollbackState{Request: "latest", Set: "s3", SafetySet: "s2", Phase: policy.PhaseSucceeded}.String()}),
+			sets: history, uids: ours(history), want: "s5 s4 s3 s1",
+		},
 		"the last set, which is nearly always the newest, counts toward keep": {
 			sts:  sts(4, map[string]string{policy.LastSet: "t3", policy.Keep: "2"}),
 			sets: []snapshotter.SetInfo{set("t3", "template", 3, time.Minute), set("t2", "template", 2, time.Hour), set("t1", "template", 1, 2*time.Hour)},
