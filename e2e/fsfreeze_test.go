@@ -208,31 +208,6 @@ func awaitThaw(t *testing.T, c *framework.Cluster, ns string, frozenAt time.Time
 	return time.Since(frozenAt)
 }
 
-// TestFSFreezeWatchdogThawsWhenSnapgateDies kills snapgate while the volumes
-// are frozen: the watchdog the pre-hook left in each pod thaws them within its
-// bound, with no snapgate running at all.
-func TestFSFreezeWatchdogThawsWhenSnapgateDies(t *testing.T) {
-	c := framework.Connect(t)
-	ns := c.Namespace(t)
-	freezableSet(t, c, ns, "30s")
-	frozenAt, upgrade := killWhileFrozen(t, c, ns)
-	since := awaitThaw(t, c, ns, frozenAt)
-	t.Logf("thawed by the watchdogs %s after the freeze", since.Round(time.Second))
-	if since < presets.FreezeBound-10*time.Second {
-		t.Errorf("writes went through %s after the freeze, with snapgate dead; want them to wait for the watchdog (%s)", since, presets.FreezeBound)
-	}
-	// The upgrade whose snapshots were never cut failed closed: refused, the
-	// template as it was.
-	if r := <-upgrade; r.Err == nil {
-		t.Errorf("the upgrade was admitted with snapgate killed before the cut: %s", r.Stdout)
-	} else if !strings.Contains(r.Stderr, "snapgate") {
-		t.Errorf("the upgrade failed with %q; want the API server's failed call to snapgate's webhook", r.Stderr)
-	}
-	if got := c.MustKubectl(t, "-n", ns, "get", "statefulset", "fz", "-o", `jsonpath={.spec.template.spec.containers[?(@.name=="app")].resources.limits.memory}`); got != "" {
-		t.Errorf("the app's memory limit is %q after a refused upgrade; want none, as before", got)
-	}
-}
-
 // TestARestartedSnapgateThawsWhatADeadOneFroze kills snapgate while the
 // volumes are frozen and starts it again at once: the record of the post-hooks
 // the dead process owed outlives it, and the new process runs them as soon as

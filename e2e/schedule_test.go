@@ -53,51 +53,6 @@ func TestAScheduleTakesSetsAtItsTimes(t *testing.T) {
 	}
 }
 
-// TestRunsMissedWhileSnapgateIsDownAreCaughtUpOnce sets a schedule and stops
-// snapgate before its first run, over two runs: when snapgate is back it takes
-// one set, of the latest run, says so in one Event, and no more.
-func TestRunsMissedWhileSnapgateIsDownAreCaughtUpOnce(t *testing.T) {
-	c := framework.Connect(t)
-	ns := c.KwokNamespace(t)
-	newGuarded(t, c, ns, "db", 2, nil)
-	// The schedule is set, and snapgate stopped, inside one minute: no run
-	// is due before snapgate is down. Missed runs count from when the
-	// schedule was set.
-	if now := time.Now(); now.Second() > 45 {
-		time.Sleep(time.Until(now.Truncate(time.Minute).Add(time.Minute + time.Second)))
-	}
-	set := time.Now().Truncate(time.Minute)
-	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", "snapgate.io/schedule=* * * * *", "snapgate.io/keep=1")
-	c.StopSnapgate(t)
-	t.Cleanup(func() { c.StartSnapgate(t) })
-	if got := time.Now().Truncate(time.Minute); !got.Equal(set) {
-		t.Fatalf("snapgate took until %s to stop; the run of %s may have been taken", time.Now().Format(time.TimeOnly), got.Format(time.TimeOnly))
-	}
-	missed := set.Add(2 * time.Minute)
-	time.Sleep(time.Until(missed.Add(3 * time.Second)))
-	c.StartSnapgate(t)
-
-	caughtUp := scheduledSet(t, c, ns, 30*time.Second, time.Time{})
-	framework.Eventually(t, 30*time.Second, "the ScheduleMissed Event", func() error {
-		ev := events(t, c, ns, "db")
-		if want := "ScheduleMissed: Scheduled sets of * * * * * were missed while snapgate was not running (or could not take them); taking the one due at " + missed.UTC().Format(time.RFC3339) + ", once"; !strings.Contains(ev, want) {
-			return fmt.Errorf("no Event %q:\n%s", want, ev)
-		}
-		return nil
-	})
-	ev := events(t, c, ns, "db")
-	if got := strings.Count(ev, "ScheduleMissed:"); got != 1 {
-		t.Errorf("%d ScheduleMissed Events, want one:\n%s", got, ev)
-	}
-	// Two runs missed, one set.
-	if got := strings.Count(ev, "on its schedule"); got != 1 {
-		t.Errorf("%d sets taken on schedule, want 1 (%s):\n%s", got, caughtUp.set, ev)
-	}
-	if sets := setsOf(c.Snapshots(t, ns, "db")); len(sets) != 1 {
-		t.Errorf("sets %v, want only %s", sets, caughtUp.set)
-	}
-}
-
 // scheduled is a set taken on schedule and when it was taken.
 type scheduled struct {
 	set string

@@ -27,7 +27,7 @@ func e2e(names ...string) []test {
 
 var faults = []fault{
 	{what: "snapgate SIGKILLed between freeze and cut", tests: e2e(
-		"TestFSFreezeWatchdogThawsWhenSnapgateDies",
+		"TestWhileSnapgateIsDown",
 		"TestARestartedSnapgateThawsWhatADeadOneFroze")},
 	{what: "a pre-hook fails or hangs in 1 of 3 pods", tests: e2e(
 		"TestAFailingPreHookDeniesAndThawsEveryPod",
@@ -42,7 +42,7 @@ var faults = []fault{
 	{what: "kubectl apply --dry-run=server", tests: e2e(
 		"TestDryRunCreatesNothing")},
 	{what: "snapgate down", tests: e2e(
-		"TestTheRunbookWayOutWhileSnapgateIsDown")},
+		"TestWhileSnapgateIsDown")},
 	{what: "a user without pods/exec sets a hook; fuzzed annotations", tests: append(e2e(
 		"TestAUserWhoMayNotExecCannotRunAnnotationHooks",
 		"TestBadAnnotationsAreDeniedByName"),
