@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export SNAPGATE_CLUSTER_DIR := $(CLUSTER_DIR)
 GO_TEST_FLAGS ?=
 
-.PHONY: all demo bench chaos deps build image test unit e2e cluster cluster-down run run-down stack-tools lint fmt vet generate generated chart-golden
+.PHONY: all demo bench chaos deps build image test unit e2e e2e-stack cluster cluster-down run run-down stack-tools lint fmt vet generate generated chart-golden
 
 all: build
 
@@ -19,8 +19,14 @@ demo: deps run
 build:
 	go build -o bin/snapgate ./cmd/snapgate
 
-## test: unit tests, then the e2e tests on the local stack (started if it is not up)
-test: lint unit e2e
+## test: lint; the unit tests while the local stack starts (or is found running) with
+## snapgate and its image; then the e2e tests on it
+test: lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target unit e2e-stack
+	@$(MAKE) --no-print-directory e2e
+
+## e2e-stack: what the e2e tests run on: the local stack, snapgate running, its image on the node
+e2e-stack: deps run image
 
 ## unit: the tests that need no cluster
 unit:
