@@ -76,6 +76,9 @@ type HookOutcome struct {
 	// The snapshots are created and cut inside it; it is what a user's
 	// writes wait for.
 	Frozen time.Duration
+	// PreHooks and PostHooks are how long each phase took, its pods' hooks
+	// run in parallel: the slowest pod's, with snapgate's reads of the pods.
+	PreHooks, PostHooks time.Duration
 }
 
 // Thawed are the quiesced pods whose post-hook did not fail.
@@ -230,12 +233,15 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 	}
 	frozeAt := e.clock().Now()
 	q, qerr := hooks.Quiesce(ctx, plan)
-	outcome := HookOutcome{Quiesced: q.Pods, NotRunning: q.NotRunning, Warnings: q.Warnings}
+	outcome := HookOutcome{Quiesced: q.Pods, NotRunning: q.NotRunning, Warnings: q.Warnings, PreHooks: e.clock().Since(frozeAt)}
 	defer func() {
 		if q.Thaw != nil {
 			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.thawTimeout())
 			defer cancel()
-			if terr := q.Thaw(tctx); terr != nil {
+			thawAt := e.clock().Now()
+			terr := q.Thaw(tctx)
+			outcome.PostHooks = e.clock().Since(thawAt)
+			if terr != nil {
 				var te *ThawError
 				if !errors.As(terr, &te) {
 					te = &ThawError{Pods: q.Pods, Err: terr}
@@ -243,7 +249,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 				outcome.ThawFailed = te
 			}
 			outcome.Frozen = e.clock().Since(frozeAt)
-			e.Metrics.observeFrozen(outcome.Frozen)
+			e.Metrics.observeFrozen(outcome)
 		}
 		prog.Hooks = outcome
 	}()
@@ -450,7 +456,8 @@ func (e *Engine) RecordTaken(ctx context.Context, plan *Plan, prog Progress, ela
 	e.Metrics.setTaken(string(plan.Reason), prog)
 	log.FromContext(ctx).Info("Snapshot set taken", "statefulSet", plan.StatefulSet, "set", plan.Set,
 		"reason", plan.Reason, "snapshots", prog.Total, "elapsed", elapsed,
-		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt, "frozen", prog.Hooks.Frozen)
+		"created", prog.Created, "cut", prog.CutAt, "ready", prog.ReadyAt,
+		"frozen", prog.Hooks.Frozen, "preHooks", prog.Hooks.PreHooks, "postHooks", prog.Hooks.PostHooks)
 	if tf := prog.Hooks.ThawFailed; tf != nil && e.Events != nil {
 		e.Events.Eventf(plan.Change.Old, nil, corev1.EventTypeWarning, "PostHookFailed", "Thaw",
 			"Set %s is good, but the post-hook failed in %s, which may still be quiesced; snapgate retries it: %v", plan.Set, strings.Join(tf.Pods, ", "), tf.Err)

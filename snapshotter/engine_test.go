@@ -221,11 +221,20 @@ func TestTheFreezeWindowIsFromThePreHooksStartToThePostHooksEnd(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if want := 600 * time.Millisecond; r.prog.Hooks.Frozen != want {
-		t.Errorf("Frozen = %s, want %s: pre-hooks, cut, post-hooks", r.prog.Hooks.Frozen, want)
+	if h := r.prog.Hooks; h.Frozen != 600*time.Millisecond || h.PreHooks != 300*time.Millisecond || h.PostHooks != 100*time.Millisecond {
+		t.Errorf("Frozen = %s, pre-hooks %s, post-hooks %s; want 600ms (pre-hooks, cut, post-hooks), 300ms, 100ms", h.Frozen, h.PreHooks, h.PostHooks)
 	}
 	if got := frozen(); got.GetSampleCount() != 1 || got.GetSampleSum() != 0.6 {
 		t.Errorf("snapgate_freeze_window_seconds = %d samples, sum %v; want one of 0.6", got.GetSampleCount(), got.GetSampleSum())
+	}
+	for phase, want := range map[string]float64{"pre": 0.3, "post": 0.1} {
+		var got dto.Metric
+		if err := m.hookPhases.WithLabelValues(phase).(prometheus.Histogram).Write(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Histogram.GetSampleCount() != 1 || got.Histogram.GetSampleSum() != want {
+			t.Errorf("snapgate_hook_phase_seconds{phase=%q} = %d samples, sum %v; want one of %v", phase, got.Histogram.GetSampleCount(), got.Histogram.GetSampleSum(), want)
+		}
 	}
 }
 

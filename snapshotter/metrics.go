@@ -12,6 +12,7 @@ type Metrics struct {
 	setsPruned  prometheus.Counter
 	cut, ready  prometheus.Histogram
 	frozen      prometheus.Histogram
+	hookPhases  *prometheus.HistogramVec
 	hooks       *prometheus.HistogramVec
 	hookErrors  *prometheus.CounterVec
 }
@@ -40,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "snapgate_freeze_window_seconds", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25},
 			Help: "Time the pods of a set were quiesced, from the start of its pre-hooks to the end of its post-hooks, also when the set then failed (sets whose pods had hooks).",
 		}),
+		hookPhases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "snapgate_hook_phase_seconds", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25},
+			Help: "Time a set's pre-hooks or post-hooks took, run in its pods in parallel (the slowest pod's), by phase (pre, post).",
+		}, []string{"phase"}),
 		hooks: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "snapgate_hook_duration_seconds", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25},
 			Help: "Duration of hook commands, by phase (pre, post).",
@@ -49,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Hook commands that failed or timed out, by phase (pre, post).",
 		}, []string{"phase"}),
 	}
-	for _, c := range []prometheus.Collector{m.setsCreated, m.setsPruned, m.cut, m.ready, m.frozen, m.hooks, m.hookErrors} {
+	for _, c := range []prometheus.Collector{m.setsCreated, m.setsPruned, m.cut, m.ready, m.frozen, m.hookPhases, m.hooks, m.hookErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -68,12 +73,16 @@ func (m *Metrics) setTaken(reason string, prog Progress) {
 	}
 }
 
-// observeFrozen records how long a set's pods were quiesced: every time,
-// whether or not the set was then taken, since the application waited anyway.
-func (m *Metrics) observeFrozen(d time.Duration) {
-	if m != nil && d > 0 {
-		m.frozen.Observe(d.Seconds())
+// observeFrozen records how long a set's pods were quiesced, and its hook
+// phases: every time, whether or not the set was then taken, since the
+// application waited anyway.
+func (m *Metrics) observeFrozen(h HookOutcome) {
+	if m == nil || h.Frozen <= 0 {
+		return
 	}
+	m.frozen.Observe(h.Frozen.Seconds())
+	m.hookPhases.WithLabelValues("pre").Observe(h.PreHooks.Seconds())
+	m.hookPhases.WithLabelValues("post").Observe(h.PostHooks.Seconds())
 }
 
 // ObservePruned counts a pruned set.
