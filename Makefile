@@ -83,15 +83,15 @@ run-down:
 	@e2e/stack/snapgate.sh down
 
 ## bench: the pass-through decision (Go benchmark); on the local stack, time-to-admit
-## against the CSI pipeline alone (same class, fixed delays) for 1 to 100 replicas, 50
-## upgrades at once, snapgate's memory with 1,000 StatefulSets; then one table of
+## against the CSI pipeline alone (same class, fixed delays) for 1 to 100 replicas, the
+## freeze window against the hooks and the cut (real pods), 50 upgrades at once, snapgate's memory with 1,000 StatefulSets; then one table of
 ## figures against their targets (the figures are kept in .cluster/bench.txt)
 BENCH_ROUNDS ?= 11
 BENCH_CONCURRENT_ROUNDS ?= 3
 bench: run
 	@rm -f $(CLUSTER_DIR)/bench.txt; status=0; \
 	go test -run '^$$' -bench PassThrough -benchmem ./webhook/ | tee $(CLUSTER_DIR)/bench-passthrough.txt || status=1; \
-	go test -tags e2e -run '^$$' -bench 'TimeToAdmit|Memory' -benchtime $(BENCH_ROUNDS)x -timeout 60m ./e2e/ || status=1; \
+	go test -tags e2e -run '^$$' -bench 'TimeToAdmit|FreezeWindow|Memory' -benchtime $(BENCH_ROUNDS)x -timeout 60m ./e2e/ || status=1; \
 	go test -tags e2e -run '^$$' -bench ConcurrentUpgrades -benchtime $(BENCH_CONCURRENT_ROUNDS)x -timeout 30m ./e2e/ || status=1; \
 	go run ./e2e/benchtable $(CLUSTER_DIR)/bench.txt $(CLUSTER_DIR)/bench-passthrough.txt; \
 	exit $$status

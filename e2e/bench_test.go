@@ -175,6 +175,102 @@ func BenchmarkTimeToAdmit(b *testing.B) {
 	}
 }
 
+// BenchmarkFreezeWindow times how long the application is quiesced for a
+// set: snapgate_freeze_window_seconds, from the start of the pre-hooks to the
+// end of the post-hooks, against what it cannot be shorter than: the hooks
+// themselves (snapgate_hook_phase_seconds, the pre-hooks and the post-hooks
+// of the set's pods, each phase as long as its slowest pod) and the cut of the
+// same snapshots created directly on the same class in the same round. What
+// is left is snapgate's own share: creating the snapshots and seeing them cut.
+// Real pods on the real node, each with a pre-hook and a post-hook of its own,
+// for 1, 3 and 10 replicas.
+func BenchmarkFreezeWindow(b *testing.B) {
+	for _, replicas := range []int{1, 3, 10} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
+			c := framework.Connect(b)
+			ns := c.Namespace(b)
+			name := "frz"
+			class := c.SnapshotClassForTest(b, ns, "bench", benchDelays)
+			c.Apply(b, ns, framework.GuardedSet{Name: name, Replicas: replicas, Storage: "16Mi",
+				Annotations: map[string]string{"snapgate.io/snapshot-class": class, "snapgate.io/keep": strconv.Itoa(benchKeep),
+					"snapgate.io/pre-hook": `["sync"]`, "snapgate.io/post-hook": `["sync"]`},
+				PodSpec: "      containers:\n      - name: app\n        image: busybox:1.36\n        command: " + framework.SleepingApp +
+					"\n        volumeMounts: [{name: data, mountPath: /data}]\n",
+				Spec: "  updateStrategy: {type: OnDelete}\n"}.YAML())
+			c.MustKubectl(b, "-n", ns, "wait", "--for=jsonpath={.status.readyReplicas}="+strconv.Itoa(replicas), "statefulset/"+name, "--timeout=5m")
+			ctx := context.Background()
+
+			var windows, hooks, cuts, recordCuts []time.Duration
+			round := 0
+			for b.Loop() {
+				round++
+				before := readFreezeMetrics(b, c)
+				upgrade(b, c, ctx, ns, name, round)
+				d := readFreezeMetrics(b, c).since(before)
+				if d.windows != 1 {
+					b.Fatalf("round %d: %v freeze windows counted for one set; want 1", round, d.windows)
+				}
+				windows = append(windows, d.window)
+				hooks = append(hooks, d.pre+d.post)
+				idle(b, c, ns, benchKeep)
+				cut, _ := snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("baseline-%d", round), nil)
+				cuts = append(cuts, cut)
+				idle(b, c, ns, benchKeep)
+				// Again with the record snapgate writes on each snapshot, as
+				// in BenchmarkTimeToAdmit: the pipeline's share of carrying it.
+				record := c.Snapshots(b, ns, name)[0].Annotations
+				cut, _ = snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("record-%d", round), record)
+				recordCuts = append(recordCuts, cut)
+				idle(b, c, ns, benchKeep)
+			}
+			w, h, cut := median(windows), median(hooks), median(cuts)
+			fmt.Printf("replicas=%d freeze_ms=%d hooks_ms=%d cut_ms=%d cut_record_ms=%d rounds=%d\n", replicas, w.Milliseconds(), h.Milliseconds(), cut.Milliseconds(), median(recordCuts).Milliseconds(), round)
+			report(b, c, fmt.Sprintf("freeze.replicas=%d.window", replicas), float64(w.Milliseconds()), "ms")
+			report(b, c, fmt.Sprintf("freeze.replicas=%d.hooks", replicas), float64(h.Milliseconds()), "ms")
+			report(b, c, fmt.Sprintf("freeze.replicas=%d.cut", replicas), float64(cut.Milliseconds()), "ms")
+			report(b, c, fmt.Sprintf("freeze.replicas=%d.cut_record", replicas), float64(median(recordCuts).Milliseconds()), "ms")
+		})
+	}
+}
+
+// freezeMetrics are the sums and counts of snapgate's freeze window and hook
+// phases, from its metrics endpoint.
+type freezeMetrics struct {
+	windowSum, windows, preSum, pres, postSum, posts float64
+}
+
+func readFreezeMetrics(b *testing.B, c *framework.Cluster) freezeMetrics {
+	return freezeMetrics{
+		windowSum: c.MetricValue(b, "snapgate_freeze_window_seconds_sum"),
+		windows:   c.MetricValue(b, "snapgate_freeze_window_seconds_count"),
+		preSum:    c.MetricValue(b, "snapgate_hook_phase_seconds_sum", `phase="pre"`),
+		pres:      c.MetricValue(b, "snapgate_hook_phase_seconds_count", `phase="pre"`),
+		postSum:   c.MetricValue(b, "snapgate_hook_phase_seconds_sum", `phase="post"`),
+		posts:     c.MetricValue(b, "snapgate_hook_phase_seconds_count", `phase="post"`),
+	}
+}
+
+// freezeRound is one round's freeze window and hook phases.
+type freezeRound struct {
+	windows           float64
+	window, pre, post time.Duration
+}
+
+func (m freezeMetrics) since(before freezeMetrics) freezeRound {
+	mean := func(sum, n float64) time.Duration {
+		if n == 0 {
+			return 0
+		}
+		return time.Duration(sum / n * float64(time.Second))
+	}
+	return freezeRound{
+		windows: m.windows - before.windows,
+		window:  mean(m.windowSum-before.windowSum, m.windows-before.windows),
+		pre:     mean(m.preSum-before.preSum, m.pres-before.pres),
+		post:    mean(m.postSum-before.postSum, m.posts-before.posts),
+	}
+}
+
 // BenchmarkConcurrentUpgrades upgrades 50 guarded StatefulSets of 3 replicas
 // at once, as a GitOps sync of many does: every upgrade must be admitted, each
 // with one set of its own (none twice), and the last no later than the same
@@ -313,6 +409,13 @@ func snapshotDirectly(b *testing.B, c *framework.Cluster, ns, class string, pvcs
 // snapshotsLike is snapshotDirectly with annotations on every snapshot, and
 // label naming the round.
 func snapshotsLike(b *testing.B, c *framework.Cluster, ns, class string, pvcs []string, label string, ann map[string]string) time.Duration {
+	_, ready := snapshotTimes(b, c, ns, class, pvcs, label, ann)
+	return ready
+}
+
+// snapshotTimes is snapshotsLike, returning how long until every snapshot was
+// cut (has a creation time) as well as ready.
+func snapshotTimes(b *testing.B, c *framework.Cluster, ns, class string, pvcs []string, label string, ann map[string]string) (cutAt, readyAt time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	w, err := c.Ctrl.Watch(ctx, &snapv1.VolumeSnapshotList{}, client.InNamespace(ns), client.MatchingLabels{"bench/round": label})
@@ -336,20 +439,28 @@ func snapshotsLike(b *testing.B, c *framework.Cluster, ns, class string, pvcs []
 		}()
 	}
 	wg.Wait()
-	ready := map[string]bool{}
+	cut, ready := map[string]bool{}, map[string]bool{}
 	for ev := range w.ResultChan() {
 		if ev.Type == watch.Error {
 			b.Fatalf("watch: %v", ev.Object)
 		}
-		if vs, ok := ev.Object.(*snapv1.VolumeSnapshot); ok && vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
-			ready[vs.Name] = true
-			if len(ready) == len(pvcs) {
-				return time.Since(start)
+		vs, ok := ev.Object.(*snapv1.VolumeSnapshot)
+		if !ok || vs.Status == nil {
+			continue
+		}
+		if vs.Status.CreationTime != nil && !cut[vs.Name] {
+			if cut[vs.Name] = true; len(cut) == len(pvcs) {
+				cutAt = time.Since(start)
+			}
+		}
+		if vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
+			if ready[vs.Name] = true; len(ready) == len(pvcs) {
+				return cutAt, time.Since(start)
 			}
 		}
 	}
 	b.Fatalf("%s: only %d/%d snapshots ready", label, len(ready), len(pvcs))
-	return 0
+	return 0, 0
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -134,6 +134,21 @@ func rows(f map[string]float64) []row {
 	} else {
 		out = append(out, missing("50 concurrent 3-replica upgrades", "no duplicate; last ≤ CSI + max(10%, 1 s)"))
 	}
+	for _, n := range []int{1, 3, 10} {
+		w, h, c := fmt.Sprintf("freeze.replicas=%d.window", n), fmt.Sprintf("freeze.replicas=%d.hooks", n), fmt.Sprintf("freeze.replicas=%d.cut", n)
+		measure := fmt.Sprintf("freeze window, %d replicas", n)
+		target := "≤ hooks + cut + 100 ms"
+		if !has(w, h, c) {
+			out = append(out, missing(measure, target))
+			continue
+		}
+		over := f[w] - f[h] - f[c]
+		value := fmt.Sprintf("%.0f ms (hooks %.0f ms, CSI cut %.0f ms, %+.0f ms", f[w], f[h], f[c], over)
+		if r, ok := f[fmt.Sprintf("freeze.replicas=%d.cut_record", n)]; ok {
+			value += fmt.Sprintf("; CSI cut with snapgate's record on each snapshot %.0f ms", r)
+		}
+		out = append(out, row{measure, value + ")", target, verdict(over <= 100)})
+	}
 	if has("passthrough.api.p50", "passthrough.api.p99", "passthrough.api.nogate.p50", "passthrough.api.nogate.p99") {
 		added := f["passthrough.api.p99"] - f["passthrough.api.nogate.p99"]
 		out = append(out, row{"pass-through request through the API server: added p99", fmt.Sprintf("%+.1f ms (p50 %.1f / p99 %.1f ms with snapgate, %.1f / %.1f ms without)",

@@ -21,6 +21,8 @@ func TestTheTableHoldsEachFigureToItsTarget(t *testing.T) {
 		"concurrent50.baseline 4000 ms", "concurrent50.duplicates 0 sets",
 		"rss.statefulsets=1000 80 MiB", "rss.soak=10000 95.5 MiB", // grew 15.5 MiB: not flat
 		"passthrough.api.p50 4.1 ms", "passthrough.api.p99 9.9 ms", "passthrough.api.nogate.p50 3 ms", "passthrough.api.nogate.p99 6 ms",
+		"freeze.replicas=1.window 420 ms", "freeze.replicas=1.hooks 90 ms", "freeze.replicas=1.cut 250 ms", // +80 ms: met
+		"freeze.replicas=3.window 520 ms", "freeze.replicas=3.hooks 90 ms", "freeze.replicas=3.cut 250 ms", // +180 ms: missed
 		"not a figure",
 	}, "\n")), 0o644)
 	passthrough := filepath.Join(dir, "pt.txt")
@@ -51,6 +53,9 @@ func TestTheTableHoldsEachFigureToItsTarget(t *testing.T) {
 		"RSS with 1,000 guarded StatefulSets":                    "yes",
 		"RSS after a 10,000-request soak":                        "NO",
 		"pass-through request through the API server: added p99": "yes",
+		"freeze window, 1 replicas":                              "yes",
+		"freeze window, 3 replicas":                              "NO",
+		"freeze window, 10 replicas":                             "not measured",
 	} {
 		if met[measure] != want {
 			t.Errorf("%s: met %q, want %q", measure, met[measure], want)

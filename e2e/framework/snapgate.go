@@ -98,6 +98,12 @@ func (c *Cluster) ReadyDeadline(t testing.TB) time.Duration {
 // labels (e.g. `finding="overdue"`), from snapgate's own metrics endpoint.
 func (c *Cluster) Metric(t testing.TB, name string, labels ...string) int {
 	t.Helper()
+	return int(c.MetricValue(t, name, labels...))
+}
+
+// MetricValue is Metric unrounded, for sums of seconds.
+func (c *Cluster) MetricValue(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
 	return c.sumMetric(t, name, func(line string) bool {
 		for _, l := range labels {
 			if !strings.Contains(line, l) {
@@ -114,7 +120,7 @@ func (c *Cluster) Metric(t testing.TB, name string, labels ...string) int {
 func (c *Cluster) GuardDecisions(t testing.TB) int {
 	t.Helper()
 	serialOnly(t, "GuardDecisions")
-	return c.sumMetric(t, "snapgate_admission_decisions_total", func(line string) bool { return !strings.Contains(line, `change="delete"`) })
+	return int(c.sumMetric(t, "snapgate_admission_decisions_total", func(line string) bool { return !strings.Contains(line, `change="delete"`) }))
 }
 
 // WebhookAddr is where the snapgate of `make run` serves its webhook (TLS).
@@ -130,21 +136,21 @@ func webhookPort() int {
 }
 
 // sumMetric sums the samples of a metric whose lines keep says to count.
-func (c *Cluster) sumMetric(t testing.TB, name string, keep func(line string) bool) int {
+func (c *Cluster) sumMetric(t testing.TB, name string, keep func(line string) bool) float64 {
 	t.Helper()
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", webhookPort()+1))
 	if err != nil {
 		t.Fatalf("read snapgate metrics: %v", err)
 	}
 	defer resp.Body.Close()
-	total := 0
+	total := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
 		if (strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ")) && keep(line) {
 			f := strings.Fields(line)
 			n, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += int(n)
+			total += n
 		}
 	}
 	return total
