@@ -103,8 +103,11 @@ func TestRollbackRestoresPostgresDataAndTemplate(t *testing.T) {
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain || pv.Status.Phase != corev1.VolumeReleased {
 		t.Fatalf("replaced PV %s: reclaim %s, phase %s; want Retain, Released", pv.Name, pv.Spec.PersistentVolumeReclaimPolicy, pv.Status.Phase)
 	}
-	// An operator's way back to the old data: free the volume, claim it, start a server on it.
-	c.MustKubectl(t, "patch", "pv", pv.Name, "--type=merge", "-p", `{"spec":{"claimRef":null}}`)
+	// An operator's way back to the old data, as the README gives it: reserve
+	// the volume for a new claim, claim it, start a server on it. (Freeing it
+	// with claimRef null once let a parallel test's restore bind it.)
+	c.MustKubectl(t, "patch", "pv", pv.Name, "--type=merge", "-p",
+		fmt.Sprintf(`{"spec":{"claimRef":{"namespace":%q,"name":"replaced","uid":null,"resourceVersion":null}}}`, ns))
 	c.Apply(t, ns, fmt.Sprintf(`apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
