@@ -84,8 +84,9 @@ run-down:
 
 ## bench: the pass-through decision (Go benchmark); on the local stack, time-to-admit
 ## against the CSI pipeline alone (same class, fixed delays) for 1 to 100 replicas, the
-## freeze window against the hooks and the cut (real pods), 50 upgrades at once, snapgate's memory with 1,000 StatefulSets; then one table of
-## figures against their targets (the figures are kept in .cluster/bench.txt)
+## freeze window against the hooks and the cut (real pods), 50 upgrades at once,
+## snapgate's memory with 1,000 StatefulSets; then one table of figures against their
+## targets (the figures are kept in .cluster/bench.txt)
 BENCH_ROUNDS ?= 11
 BENCH_CONCURRENT_ROUNDS ?= 3
 bench: run

@@ -568,13 +568,18 @@ func passThrough(b *testing.B, c *framework.Cluster, ns string, n int) []time.Du
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// snapgateCPU is the CPU time snapgate has used, user and system, from /proc.
-func snapgateCPU(b *testing.B, c *framework.Cluster) time.Duration {
+// snapgatePID is the pid of the snapgate of `make run`.
+func snapgatePID(b *testing.B, c *framework.Cluster) string {
 	pid, err := os.ReadFile(filepath.Join(c.Dir, "pids", "snapgate.pid"))
 	if err != nil {
 		b.Fatalf("snapgate pid: %v (run `make run` first)", err)
 	}
-	stat, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "stat"))
+	return strings.TrimSpace(string(pid))
+}
+
+// snapgateCPU is the CPU time snapgate has used, user and system, from /proc.
+func snapgateCPU(b *testing.B, c *framework.Cluster) time.Duration {
+	stat, err := os.ReadFile(filepath.Join("/proc", snapgatePID(b, c), "stat"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -587,11 +592,7 @@ func snapgateCPU(b *testing.B, c *framework.Cluster) time.Duration {
 }
 
 func snapgateRSS(b *testing.B, c *framework.Cluster) float64 {
-	pid, err := os.ReadFile(filepath.Join(c.Dir, "pids", "snapgate.pid"))
-	if err != nil {
-		b.Fatalf("snapgate pid: %v (run `make run` first)", err)
-	}
-	status, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "status"))
+	status, err := os.ReadFile(filepath.Join("/proc", snapgatePID(b, c), "status"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -249,7 +249,7 @@ func (e *Engine) cut(ctx context.Context, plan *Plan, start time.Time, created *
 				outcome.ThawFailed = te
 			}
 			outcome.Frozen = e.clock().Since(frozeAt)
-			e.Metrics.observeFrozen(outcome)
+			e.Metrics.observeHooks(outcome)
 		}
 		prog.Hooks = outcome
 	}()

@@ -207,13 +207,7 @@ func TestTheFreezeWindowIsFromThePreHooksStartToThePostHooksEnd(t *testing.T) {
 	h.waitForSnapshots(t, 2)
 	clk.Step(200 * time.Millisecond) // the cut
 	h.setStatus(t, cut)
-	frozen := func() *dto.Histogram {
-		var got dto.Metric
-		if err := m.frozen.Write(&got); err != nil {
-			t.Fatal(err)
-		}
-		return got.Histogram
-	}
+	frozen := func() *dto.Histogram { return histogram(t, m.frozen) }
 	waitFor(t, func() bool { return frozen().GetSampleCount() > 0 })
 	clk.Step(time.Second) // the upload, after the thaw: not in the window
 	h.setStatus(t, ready)
@@ -228,14 +222,20 @@ func TestTheFreezeWindowIsFromThePreHooksStartToThePostHooksEnd(t *testing.T) {
 		t.Errorf("snapgate_freeze_window_seconds = %d samples, sum %v; want one of 0.6", got.GetSampleCount(), got.GetSampleSum())
 	}
 	for phase, want := range map[string]float64{"pre": 0.3, "post": 0.1} {
-		var got dto.Metric
-		if err := m.hookPhases.WithLabelValues(phase).(prometheus.Histogram).Write(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got.Histogram.GetSampleCount() != 1 || got.Histogram.GetSampleSum() != want {
-			t.Errorf("snapgate_hook_phase_seconds{phase=%q} = %d samples, sum %v; want one of %v", phase, got.Histogram.GetSampleCount(), got.Histogram.GetSampleSum(), want)
+		if got := histogram(t, m.hookPhases.WithLabelValues(phase).(prometheus.Histogram)); got.GetSampleCount() != 1 || got.GetSampleSum() != want {
+			t.Errorf("snapgate_hook_phase_seconds{phase=%q} = %d samples, sum %v; want one of %v", phase, got.GetSampleCount(), got.GetSampleSum(), want)
 		}
 	}
+}
+
+// histogram is what h has observed.
+func histogram(t *testing.T, h prometheus.Histogram) *dto.Histogram {
+	t.Helper()
+	var got dto.Metric
+	if err := h.Write(&got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Histogram
 }
 
 func TestTakeOfAnExistingSetOnlyWaits(t *testing.T) {

@@ -73,10 +73,10 @@ func (m *Metrics) setTaken(reason string, prog Progress) {
 	}
 }
 
-// observeFrozen records how long a set's pods were quiesced, and its hook
-// phases: every time, whether or not the set was then taken, since the
+// observeHooks records how long a set's pods were quiesced, and how long its
+// hook phases took: every time, whether or not the set was then taken, since the
 // application waited anyway.
-func (m *Metrics) observeFrozen(h HookOutcome) {
+func (m *Metrics) observeHooks(h HookOutcome) {
 	if m == nil || h.Frozen <= 0 {
 		return
 	}
