@@ -201,7 +201,19 @@ func waitClaimsGone(t *testing.T, c *framework.Cluster, ns string, pvcs ...strin
 // and gets the same result: one safety set, the data and template restored.
 func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 	c := framework.Connect(t)
-	ns := c.Namespace(t)
+	rollbackInterrupted(t, c, c.Namespace(t), func() {
+		c.KillSnapgate(t)
+		c.StartSnapgate(t)
+	})
+}
+
+// rollbackInterrupted rolls a 2-replica StatefulSet back to the set of its
+// upgrade, with interrupt called while the rollback takes its safety set (the
+// class makes that slow). Whatever interrupt does, the rollback must end as
+// one that ran alone: one safety set, the data and the template of before the
+// upgrade, and the user's changes refused while it runs.
+func rollbackInterrupted(t *testing.T, c *framework.Cluster, ns string, interrupt func()) {
+	t.Helper()
 	class := c.SnapshotClassForTest(t, ns, "slow", map[string]string{"readyDelay": "4s"})
 	c.Apply(t, ns, appStatefulSet("db", 2, nil, nil))
 	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
@@ -225,8 +237,16 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 			t.Errorf("kubectl %v during a rollback: %v\n%s", args, r.Err, r.Stderr)
 		}
 	}
-	c.KillSnapgate(t)
-	c.StartSnapgate(t)
+	// The interruption must come while the safety set is being taken, or
+	// this test stages nothing.
+	var before appsv1.StatefulSet
+	if err := c.Ctrl.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "db"}, &before); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := policy.ParseRollbackState(before.Annotations); st.Phase != policy.PhaseSafetySet {
+		t.Fatalf("the rollback is at %q before the interruption, past its safety set", st.Phase)
+	}
+	interrupt()
 	st := c.WaitRollback(t, ns, "db", 3*time.Minute)
 	if st.Phase != policy.PhaseSucceeded {
 		t.Fatalf("rollback ended %+v", st)

@@ -55,8 +55,8 @@ var faults = []fault{
 		"TestBuiltinCertificatesRotateWithoutLosingARequest",
 		"TestCertManagerIssuesInjectsAndRotates",
 		"TestTLSOlderThan12IsRefused")},
-	{what: "the API server restarted mid-set and mid-rollback",
-		gap: "not staged yet"},
+	{what: "the API server restarted mid-set and mid-rollback", tests: e2e(
+		"TestWhenTheAPIServerRestarts")},
 	{what: "the leader killed mid-rollback", tests: e2e(
 		"TestRollbackResumesAfterTheControllerIsKilled"),
 		gap: "one replica killed and started again; two replicas with the other taking over is not staged yet"},

@@ -265,3 +265,15 @@ func (c *Cluster) SnapshotClassForTest(t testing.TB, ns, suffix string, params m
 	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", name) })
 	return name
 }
+
+// RestartAPIServer kills the API server with SIGKILL and starts it again
+// (cluster.sh restart-apiserver), and returns once it is ready. Every client
+// of it, snapgate, the kubelet and the CSI sidecars too, loses its
+// connections and watches meanwhile.
+func (c *Cluster) RestartAPIServer(t testing.TB) {
+	t.Helper()
+	serialOnly(t, "RestartAPIServer")
+	if r := c.Run(t, "", filepath.Join(RepoRoot(), "e2e", "stack", "cluster.sh"), "restart-apiserver"); r.Err != nil {
+		t.Fatalf("cluster.sh restart-apiserver: %v\n%s", r.Err, r.Stderr)
+	}
+}

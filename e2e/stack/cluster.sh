@@ -10,6 +10,8 @@
 #   cluster.sh up       start it, or find it running (idempotent)
 #   cluster.sh down     stop every process it started and remove its state
 #   cluster.sh status   exit 0 if it is up and healthy
+#   cluster.sh restart-apiserver
+#                       SIGKILL the API server and start it again (tests of faults)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -247,9 +249,39 @@ YAML
   echo "export KUBECONFIG=$state/kubeconfig"
 }
 
+# restart_apiserver kills the API server with SIGKILL, as a crash or the OOM
+# killer ends it, and starts it again as kwokctl did (the same command line,
+# directory and log), then waits until it is ready. kwokctl itself restarts
+# only the whole cluster; the pid file stays kwokctl's, so that `kwokctl
+# delete cluster` stops the new process.
+restart_apiserver() {
+  local pidfile=$KWOK_WORKDIR/clusters/$name/pids/kube-apiserver.pid pid dir port i args=()
+  pid=$(cat "$pidfile")
+  [ -r "/proc/$pid/cmdline" ] || die "the API server (pid $pid) is not running"
+  mapfile -d '' args <"/proc/$pid/cmdline"
+  dir=$(readlink "/proc/$pid/cwd")
+  port=$(printf '%s\n' "${args[@]}" | sed -n 's/^--secure-port=//p')
+  kill -9 "$pid"
+  # Its threads end after the main one (which a zombie may show): wait for
+  # the port to be closed, which the new process must bind.
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+    sleep 0.1
+  done
+  (
+    cd "$dir"
+    setsid "${args[@]}" >>"$dir/logs/kube-apiserver.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+  )
+  wait_for 120 "the restarted API server ready" \
+    "$state/bin/kubectl" --kubeconfig "$state/kubeconfig" --request-timeout=2s get --raw /readyz
+  log "API server restarted (pid $(cat "$pidfile"))"
+}
+
 case "${1:-}" in
   up) up ;;
+  restart-apiserver) restart_apiserver ;;
   down) down ;;
   status) healthy ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver" >&2; exit 2 ;;
 esac
