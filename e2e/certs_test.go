@@ -264,14 +264,7 @@ func TestBuiltinCertificatesRotateWithoutLosingARequest(t *testing.T) {
 // pods' volume and snapgate serves the new certificate without a restart.
 func TestCertManagerIssuesInjectsAndRotates(t *testing.T) {
 	c := framework.Connect(t)
-	installCertManagerCRDs(t, c)
-	start(t, c.Bin("certmanager"), "--kubeconfig", c.Kubeconfig)
-	rel := installChart(t, c)
-	c.MustKubectl(t, "-n", rel.namespace, "wait", "--for=condition=Ready", "certificate/sg-snapgate", "--timeout=60s")
-	waitFor(t, 30*time.Second, rel.trusted, "cainjector's caBundle in all five webhooks")
-	if got := c.MustKubectl(t, "-n", rel.namespace, "get", "deployment", "sg-snapgate", "-o", "jsonpath={.status.readyReplicas}"); got != "2" {
-		t.Fatalf("ready replicas of the chart's Deployment: %q, want 2", got)
-	}
+	rel := installChartWithCertManager(t, c)
 
 	before := rel.secret().Data["tls.crt"]
 	rel.upgradeAndStream(t, func() {
@@ -287,14 +280,39 @@ func TestCertManagerIssuesInjectsAndRotates(t *testing.T) {
 	if !rel.trusted() {
 		t.Error("after the renewal the webhooks do not carry the CA")
 	}
-	// One of the chart's pods holds the controllers' Lease.
+	rel.leader(t)
+}
+
+// installChartWithCertManager runs cert-manager's controllers and cainjector
+// (built from the cert-manager module), installs the chart as a user does
+// (installChart), and waits until cert-manager has issued its certificate,
+// cainjector has filled all five caBundles and both of its pods are Ready.
+func installChartWithCertManager(t *testing.T, c *framework.Cluster) *release {
+	t.Helper()
+	installCertManagerCRDs(t, c)
+	start(t, c.Bin("certmanager"), "--kubeconfig", c.Kubeconfig)
+	rel := installChart(t, c)
+	c.MustKubectl(t, "-n", rel.namespace, "wait", "--for=condition=Ready", "certificate/sg-snapgate", "--timeout=60s")
+	waitFor(t, 30*time.Second, rel.trusted, "cainjector's caBundle in all five webhooks")
+	if got := c.MustKubectl(t, "-n", rel.namespace, "get", "deployment", "sg-snapgate", "-o", "jsonpath={.status.readyReplicas}"); got != "2" {
+		t.Fatalf("ready replicas of the chart's Deployment: %q, want 2", got)
+	}
+	return rel
+}
+
+// leader waits until one of the chart's pods holds the controllers' Lease,
+// and returns the holder's identity ("<pod>_<uuid>", controller-runtime's).
+func (r *release) leader(t *testing.T) string {
+	t.Helper()
+	var holder string
 	framework.Eventually(t, 30*time.Second, "a pod of the chart leading", func() error {
-		holder := c.Kubectl(t, "-n", rel.namespace, "get", "lease", "snapgate-controllers", "-o", "jsonpath={.spec.holderIdentity}").Stdout
-		if !strings.HasPrefix(holder, "sg-snapgate-") {
+		holder = r.c.Kubectl(t, "-n", r.namespace, "get", "lease", "snapgate-controllers", "-o", "jsonpath={.spec.holderIdentity}").Stdout
+		if !strings.HasPrefix(holder, "sg-snapgate-") || !strings.Contains(holder, "_") {
 			return fmt.Errorf("the Lease snapgate-controllers is held by %q", holder)
 		}
 		return nil
 	})
+	return holder
 }
 
 // installCertManagerCRDs installs cert-manager's CRDs from its module.

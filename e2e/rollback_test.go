@@ -207,6 +207,36 @@ func TestRollbackResumesAfterTheControllerIsKilled(t *testing.T) {
 	})
 }
 
+// TestTheLeaderKilledMidRollbackIsResumedByTheOtherReplica: the chart as users
+// install it, two replicas with cert-manager's certificate. The replica that
+// leads the controllers is SIGKILLed while a rollback takes its safety set;
+// the other takes the Lease over once it expires and finishes the rollback as
+// if it had run alone.
+func TestTheLeaderKilledMidRollbackIsResumedByTheOtherReplica(t *testing.T) {
+	c := framework.Connect(t)
+	rel := installChartWithCertManager(t, c)
+	rollbackInterrupted(t, c, c.Namespace(t), func() {
+		killed := rel.leader(t)
+		pod, _, _ := strings.Cut(killed, "_")
+		framework.KillInPod(t, pod, "snapgate")
+		// The kubelet starts the killed container again, which also asks for the
+		// Lease; the other replica has watched it all along and sees it
+		// expire first.
+		var holder string
+		framework.Eventually(t, time.Minute, "the other replica leading", func() error {
+			if holder = rel.leader(t); strings.HasPrefix(holder, pod+"_") {
+				return fmt.Errorf("the Lease is held by %q, of the killed pod", holder)
+			}
+			return nil
+		})
+		t.Logf("killed %s, leading; %s leads now", killed, holder)
+	})
+	if got := c.MustKubectl(t, "-n", rel.namespace, "get", "pods", "-l", "app.kubernetes.io/instance=sg", "-o",
+		`jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[0].restartCount} {end}`); !strings.Contains(got, "=1 ") {
+		t.Errorf("restarts of the chart's pods: %s; want the killed one started again once", got)
+	}
+}
+
 // rollbackInterrupted rolls a 2-replica StatefulSet back to the set of its
 // upgrade, with interrupt called while the rollback takes its safety set (the
 // class makes that slow). Whatever interrupt does, the rollback must end as

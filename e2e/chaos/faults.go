@@ -58,6 +58,6 @@ var faults = []fault{
 	{what: "the API server restarted mid-set and mid-rollback", tests: e2e(
 		"TestWhenTheAPIServerRestarts")},
 	{what: "the leader killed mid-rollback", tests: e2e(
-		"TestRollbackResumesAfterTheControllerIsKilled"),
-		gap: "one replica killed and started again; two replicas with the other taking over is not staged yet"},
+		"TestRollbackResumesAfterTheControllerIsKilled",
+		"TestTheLeaderKilledMidRollbackIsResumedByTheOtherReplica")},
 }

@@ -5,7 +5,11 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -78,4 +82,35 @@ func LineIndex(log, s string, from int) int {
 		}
 	}
 	return -1
+}
+
+// KillInPod SIGKILLs the process of the named program (the base name of its
+// first argument) in a pod of the real node, as the OOM killer or a node
+// fault would end it: nothing of its own shutdown runs, and the kubelet
+// starts the container again. The real node's containers are processes of
+// this machine; a pod's are told apart by the HOSTNAME the runtime gives
+// them, the pod's name.
+func KillInPod(t testing.TB, pod, program string) {
+	t.Helper()
+	serialOnly(t, "KillInPod")
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	killed := 0
+	for _, dir := range procs {
+		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if err != nil || filepath.Base(string(bytes.SplitN(cmdline, []byte{0}, 2)[0])) != program {
+			continue
+		}
+		environ, err := os.ReadFile(filepath.Join(dir, "environ"))
+		if err != nil || !slices.Contains(strings.Split(string(environ), "\x00"), "HOSTNAME="+pod) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %s (pid %d) of pod %s: %v", program, pid, pod, err)
+		}
+		killed++
+	}
+	if killed == 0 {
+		t.Fatalf("no process %s of pod %s on this machine", program, pod)
+	}
 }
