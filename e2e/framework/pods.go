@@ -84,13 +84,13 @@ func LineIndex(log, s string, from int) int {
 	return -1
 }
 
-// KillInPod SIGKILLs the process of the named program (the base name of its
-// first argument) in a pod of the real node, as the OOM killer or a node
-// fault would end it: nothing of its own shutdown runs, and the kubelet
-// starts the container again. The real node's containers are processes of
-// this machine; a pod's are told apart by the HOSTNAME the runtime gives
-// them, the pod's name.
-func KillInPod(t testing.TB, pod, program string) {
+// KillInPod SIGKILLs the processes of the named program (the base name of
+// its first argument) in a pod of the real node, as the OOM killer or a node
+// fault would end them: nothing of their own shutdown runs, and the kubelet
+// starts the container again. It returns how many it killed. The real node's
+// containers are processes of this machine; a pod's are told apart by the
+// HOSTNAME the runtime gives them, the pod's name.
+func KillInPod(t testing.TB, pod, program string) int {
 	t.Helper()
 	serialOnly(t, "KillInPod")
 	procs, _ := filepath.Glob("/proc/[0-9]*")
@@ -105,12 +105,10 @@ func KillInPod(t testing.TB, pod, program string) {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(dir))
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
 			t.Fatalf("kill %s (pid %d) of pod %s: %v", program, pid, pod, err)
 		}
 		killed++
 	}
-	if killed == 0 {
-		t.Fatalf("no process %s of pod %s on this machine", program, pod)
-	}
+	return killed
 }
