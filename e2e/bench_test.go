@@ -149,8 +149,7 @@ func BenchmarkTimeToAdmit(b *testing.B) {
 				// what the pipeline takes to carry it is snapgate's share too,
 				// but this tells it apart from snapgate's own work.
 				measureRecord := func() {
-					record := c.Snapshots(b, ns, name)[0].Annotations
-					withRecord = append(withRecord, snapshotsLike(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("record-%d", round), record))
+					withRecord = append(withRecord, snapshotsLike(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("record-%d", round), recordOf(b, c, ns, name)))
 					settle()
 				}
 				if round%2 == 0 {
@@ -218,8 +217,7 @@ func BenchmarkFreezeWindow(b *testing.B) {
 				idle(b, c, ns, benchKeep)
 				// Again with the record snapgate writes on each snapshot, as
 				// in BenchmarkTimeToAdmit: the pipeline's share of carrying it.
-				record := c.Snapshots(b, ns, name)[0].Annotations
-				cut, _ = snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("record-%d", round), record)
+				cut, _ = snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("record-%d", round), recordOf(b, c, ns, name))
 				recordCuts = append(recordCuts, cut)
 				idle(b, c, ns, benchKeep)
 			}
@@ -406,16 +404,33 @@ func snapshotDirectly(b *testing.B, c *framework.Cluster, ns, class string, pvcs
 	return snapshotsLike(b, c, ns, class, pvcs, fmt.Sprintf("baseline-%d", round), nil)
 }
 
-// snapshotsLike is snapshotDirectly with annotations on every snapshot, and
-// label naming the round.
-func snapshotsLike(b *testing.B, c *framework.Cluster, ns, class string, pvcs []string, label string, ann map[string]string) time.Duration {
+// recordOf is what snapgate wrote on the snapshots of one of the
+// StatefulSet's sets, by PVC: the baseline "with the record" carries the same.
+func recordOf(b *testing.B, c *framework.Cluster, ns, name string) map[string]map[string]string {
+	snaps := c.Snapshots(b, ns, name)
+	if len(snaps) == 0 {
+		b.Fatalf("statefulset %s/%s has no set to copy the record of", ns, name)
+	}
+	set := snaps[0].Labels["snapgate.io/set"]
+	record := map[string]map[string]string{}
+	for _, s := range snaps {
+		if s.Labels["snapgate.io/set"] == set {
+			record[*s.Spec.Source.PersistentVolumeClaimName] = s.Annotations
+		}
+	}
+	return record
+}
+
+// snapshotsLike is snapshotDirectly with annotations on the snapshots (ann
+// by PVC), and label naming the round.
+func snapshotsLike(b *testing.B, c *framework.Cluster, ns, class string, pvcs []string, label string, ann map[string]map[string]string) time.Duration {
 	_, ready := snapshotTimes(b, c, ns, class, pvcs, label, ann)
 	return ready
 }
 
 // snapshotTimes is snapshotsLike, returning how long until every snapshot was
 // cut (has a creation time) as well as ready.
-func snapshotTimes(b *testing.B, c *framework.Cluster, ns, class string, pvcs []string, label string, ann map[string]string) (cutAt, readyAt time.Duration) {
+func snapshotTimes(b *testing.B, c *framework.Cluster, ns, class string, pvcs []string, label string, ann map[string]map[string]string) (cutAt, readyAt time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	w, err := c.Ctrl.Watch(ctx, &snapv1.VolumeSnapshotList{}, client.InNamespace(ns), client.MatchingLabels{"bench/round": label})
@@ -430,7 +445,7 @@ func snapshotTimes(b *testing.B, c *framework.Cluster, ns, class string, pvcs []
 		go func() {
 			defer wg.Done()
 			vs := &snapv1.VolumeSnapshot{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pvc + "-" + label, Labels: map[string]string{"bench/round": label}, Annotations: ann},
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pvc + "-" + label, Labels: map[string]string{"bench/round": label}, Annotations: ann[pvc]},
 				Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc}, VolumeSnapshotClassName: &class},
 			}
 			if err := c.Ctrl.Create(ctx, vs); err != nil {

@@ -319,13 +319,17 @@ func (plan *Plan) volumeSnapshot(s *PlannedSnapshot) (*snapv1.VolumeSnapshot, er
 		AnnotationReplicasBefore:  strconv.Itoa(int(Replicas(old))),
 		AnnotationReplicasAfter:   strconv.Itoa(int(plan.Change.NewReplicas)),
 		AnnotationRevision:        old.Status.UpdateRevision,
-		AnnotationPodTemplate:     string(tmpl),
 		AnnotationPVCSpec:         string(pvcSpec),
 		AnnotationStatefulSetUID:  string(old.UID),
 		AnnotationStatefulSetName: old.Name,
 		AnnotationRequestedBy:     plan.Change.UserInfo.Username,
 		AnnotationGeneration:      strconv.FormatInt(old.Generation, 10),
 		AnnotationTakenAt:         plan.takenAt.UTC().Format(time.RFC3339Nano),
+	}
+	if s.PVC == plan.Snapshots[0].PVC {
+		ann[AnnotationPodTemplate] = string(tmpl)
+	} else {
+		ann[AnnotationPodTemplateDigest] = TemplateDigest(string(tmpl))
 	}
 	if plan.Change.RecordPending {
 		ann[AnnotationRecordPending] = "true"

@@ -185,8 +185,20 @@ func TestTakeQuiescesCreatesThawsAfterTheCutThenWaitsForReady(t *testing.T) {
 			t.Errorf("annotation %s = %q, want %q", k, vs.Annotations[k], want)
 		}
 	}
-	if !strings.Contains(vs.Annotations[AnnotationPodTemplate], "postgres:16") || !strings.Contains(vs.Annotations[AnnotationPVCSpec], "pv-data-pg-1") {
-		t.Errorf("snapshot lacks the old template or PVC spec a restore needs: %v", vs.Annotations)
+	if !strings.Contains(vs.Annotations[AnnotationPVCSpec], "pv-data-pg-1") {
+		t.Errorf("snapshot lacks the PVC spec a restore needs: %v", vs.Annotations)
+	}
+	// The old template is on the set's first snapshot, its digest on the others.
+	var set snapv1.VolumeSnapshotList
+	if err := h.client.List(context.Background(), &set, client.InNamespace("db"), client.MatchingLabels{LabelSet: h.plan.Set}); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, carrier, err := RecordedTemplate(h.plan.Set, set.Items)
+	if err != nil || !strings.Contains(tmpl, "postgres:16") || carrier.Name != h.plan.Snapshots[0].Name {
+		t.Errorf("RecordedTemplate = %q on %v, %v; want the old template on %s", tmpl, carrier, err, h.plan.Snapshots[0].Name)
+	}
+	if _, ok := vs.Annotations[AnnotationPodTemplate]; ok || vs.Annotations[AnnotationPodTemplateDigest] != TemplateDigest(tmpl) {
+		t.Errorf("the second snapshot carries %v; want only the template's digest", vs.Annotations)
 	}
 }
 

@@ -111,6 +111,7 @@ func TestGroupsCutEachReplicaAsOneGroupOfLabelledMembers(t *testing.T) {
 	if err := c.List(ctx, &groups, client.InNamespace("db")); err != nil || len(groups.Items) != 2 {
 		t.Fatalf("%d group snapshots, %v; want one per replica", len(groups.Items), err)
 	}
+	var members []snapv1.VolumeSnapshot
 	for _, s := range plan.Snapshots {
 		if s.Name != "snapshot-"+s.PVC {
 			t.Errorf("the plan names %s's snapshot %s, not its member", s.PVC, s.Name)
@@ -121,9 +122,13 @@ func TestGroupsCutEachReplicaAsOneGroupOfLabelledMembers(t *testing.T) {
 		}
 		ord := s.PVC[len(s.PVC)-1:]
 		if vs.Labels[LabelSet] != plan.Set || vs.Labels[LabelOrdinal] != ord || vs.Labels[LabelClaim] != s.Claim ||
-			vs.Annotations[AnnotationGroup] != plan.Set+"-"+ord || vs.Annotations[AnnotationPodTemplate] == "" {
+			vs.Annotations[AnnotationGroup] != plan.Set+"-"+ord {
 			t.Errorf("member %s: labels %v, group %q", vs.Name, vs.Labels, vs.Annotations[AnnotationGroup])
 		}
+		members = append(members, vs)
+	}
+	if tmpl, carrier, err := RecordedTemplate(plan.Set, members); err != nil || tmpl == "" || carrier.Name != plan.Snapshots[0].Name {
+		t.Errorf("the members record template %q on %v, %v; want it on %s", tmpl, carrier, err, plan.Snapshots[0].Name)
 	}
 	e := &Engine{Client: c, Reader: c, Snapshots: c, Backend: b}
 	skeleton := skeleton(groupChange(), policy.Policy{WaitFor: policy.WaitReady})

@@ -26,9 +26,14 @@ const (
 	AnnotationReplicasBefore = policy.Prefix + "replicas-before"
 	AnnotationReplicasAfter  = policy.Prefix + "replicas-after"
 	AnnotationRevision       = policy.Prefix + "controller-revision"
-	AnnotationPodTemplate    = policy.Prefix + "pod-template"
-	AnnotationPVCSpec        = policy.Prefix + "pvc-spec"
-	AnnotationStatefulSetUID = policy.Prefix + "statefulset-uid"
+	// AnnotationPodTemplate is on one snapshot of a set: the pod template of
+	// before the change, which a rollback restores. The set's other snapshots
+	// carry AnnotationPodTemplateDigest (template.go says why).
+	AnnotationPodTemplate = policy.Prefix + "pod-template"
+	// AnnotationPodTemplateDigest is TemplateDigest of the set's pod template.
+	AnnotationPodTemplateDigest = policy.Prefix + "pod-template-sha256"
+	AnnotationPVCSpec           = policy.Prefix + "pvc-spec"
+	AnnotationStatefulSetUID    = policy.Prefix + "statefulset-uid"
 	// AnnotationStatefulSetName is the StatefulSet's name, which its label
 	// holds cut and hashed when it is longer than a label value.
 	AnnotationStatefulSetName = policy.Prefix + "statefulset-name"

@@ -67,10 +67,13 @@ func CopyOf(set string, snaps []snapv1.VolumeSnapshot, into types.NamespacedName
 		return nil, refusef("there is no snapshot set %q in this namespace; `kubectl snapgate list sts/NAME` shows a StatefulSet's sets", set)
 	}
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Name < snaps[j].Name })
-	first := &snaps[0]
+	recorded, carrier, err := snapshotter.RecordedTemplate(set, snaps)
+	if err != nil {
+		return nil, refusef("%v", err)
+	}
 	var tmpl corev1.PodTemplateSpec
-	if err := json.Unmarshal([]byte(first.Annotations[snapshotter.AnnotationPodTemplate]), &tmpl); err != nil {
-		return nil, refusef("snapshot %s of set %s has no readable pod template (%s)", first.Name, set, snapshotter.AnnotationPodTemplate)
+	if err := json.Unmarshal([]byte(recorded), &tmpl); err != nil {
+		return nil, refusef("snapshot %s of set %s has no readable pod template (%s)", carrier.Name, set, snapshotter.AnnotationPodTemplate)
 	}
 	c := &Copy{}
 	ordinals := map[int32]bool{}

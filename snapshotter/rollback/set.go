@@ -84,8 +84,12 @@ func CheckSet(sts *appsv1.StatefulSet, set string, snaps []snapv1.VolumeSnapshot
 	first := &snaps[0]
 	r := &Restore{Set: set, Reason: first.Annotations[snapshotter.AnnotationReason]}
 	ann := first.Annotations
-	if err := json.Unmarshal([]byte(ann[snapshotter.AnnotationPodTemplate]), &r.Template); err != nil {
-		return nil, refusef("snapshot %s of set %s has no readable pod template (%s): it cannot restore the StatefulSet", first.Name, set, snapshotter.AnnotationPodTemplate)
+	tmpl, carrier, err := snapshotter.RecordedTemplate(set, snaps)
+	if err != nil {
+		return nil, refusef("%v: it cannot restore the StatefulSet", err)
+	}
+	if err := json.Unmarshal([]byte(tmpl), &r.Template); err != nil {
+		return nil, refusef("snapshot %s of set %s has no readable pod template (%s): it cannot restore the StatefulSet", carrier.Name, set, snapshotter.AnnotationPodTemplate)
 	}
 	before, err := strconv.ParseInt(ann[snapshotter.AnnotationReplicasBefore], 10, 32)
 	if err != nil || before < 0 {
@@ -121,9 +125,8 @@ func checkSnapshot(sts *appsv1.StatefulSet, set string, vs, first *snapv1.Volume
 	if vs.Labels[snapshotter.LabelStatefulSet] != snapshotter.LabelValue(sts.Name) {
 		return ClaimRestore{}, refusef("snapshot %s of set %s belongs to statefulset %q, not %s", vs.Name, set, vs.Labels[snapshotter.LabelStatefulSet], sts.Name)
 	}
-	if vs.Annotations[snapshotter.AnnotationPodTemplate] != ann[snapshotter.AnnotationPodTemplate] ||
-		vs.Annotations[snapshotter.AnnotationReplicasBefore] != ann[snapshotter.AnnotationReplicasBefore] {
-		return ClaimRestore{}, refusef("the snapshots of set %s disagree about the pod template or replica count they record (%s and %s): it is not one set", set, first.Name, vs.Name)
+	if vs.Annotations[snapshotter.AnnotationReplicasBefore] != ann[snapshotter.AnnotationReplicasBefore] {
+		return ClaimRestore{}, refusef("the snapshots of set %s disagree about the replica count they record (%s and %s): it is not one set", set, first.Name, vs.Name)
 	}
 	ord, err := strconv.ParseInt(vs.Labels[snapshotter.LabelOrdinal], 10, 32)
 	if err != nil {

@@ -58,8 +58,15 @@ func snap(ordinal string, mutate ...func(*snapv1.VolumeSnapshot)) snapv1.VolumeS
 
 func boundOK(*snapv1.VolumeSnapshot) error { return nil }
 
+// digestOnly makes a snapshot one of those of a set that carry the pod
+// template's digest, not the template.
+func digestOnly(vs *snapv1.VolumeSnapshot) {
+	vs.Annotations[snapshotter.AnnotationPodTemplateDigest] = snapshotter.TemplateDigest(vs.Annotations[snapshotter.AnnotationPodTemplate])
+	delete(vs.Annotations, snapshotter.AnnotationPodTemplate)
+}
+
 func TestCheckSetRestoresTemplateReplicasAndClaims(t *testing.T) {
-	r, err := CheckSet(testSTS(3), "pg-abc", []snapv1.VolumeSnapshot{snap("2"), snap("0"), snap("1")}, boundOK)
+	r, err := CheckSet(testSTS(3), "pg-abc", []snapv1.VolumeSnapshot{snap("2", digestOnly), snap("0"), snap("1", digestOnly)}, boundOK)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,21 +92,27 @@ func TestCheckSetRefuses(t *testing.T) {
 	foreign := func(vs *snapv1.VolumeSnapshot) { vs.Labels[snapshotter.LabelStatefulSet] = "other" }
 	wrongSource := func(vs *snapv1.VolumeSnapshot) { s := "data-other-1"; vs.Spec.Source.PersistentVolumeClaimName = &s }
 	otherClaim := func(vs *snapv1.VolumeSnapshot) { vs.Labels[snapshotter.LabelClaim] = "logs" }
-	otherTemplate := func(vs *snapv1.VolumeSnapshot) { vs.Annotations[snapshotter.AnnotationReplicasBefore] = "5" }
+	otherReplicas := func(vs *snapv1.VolumeSnapshot) { vs.Annotations[snapshotter.AnnotationReplicasBefore] = "5" }
+	otherTemplate := func(vs *snapv1.VolumeSnapshot) {
+		vs.Annotations[snapshotter.AnnotationPodTemplate] = `{"spec":{"containers":[{"name":"pg","image":"pg:17"}]}}`
+		digestOnly(vs)
+	}
 	tests := map[string]struct {
 		snaps []snapv1.VolumeSnapshot
 		bound func(*snapv1.VolumeSnapshot) error
 		want  string
 	}{
-		"no snapshots":             {nil, boundOK, `has no snapshot set "pg-abc"`},
-		"a snapshot not ready":     {[]snapv1.VolumeSnapshot{snap("0"), snap("1", notReady), snap("2")}, boundOK, "data-pg-1-abc of set pg-abc is not ready to use yet"},
-		"a failed snapshot":        {[]snapv1.VolumeSnapshot{snap("0", failed), snap("1"), snap("2")}, boundOK, "is failed: disk full"},
-		"another StatefulSet's":    {[]snapv1.VolumeSnapshot{snap("0", foreign)}, boundOK, `belongs to statefulset "other", not pg`},
-		"taken of another PVC":     {[]snapv1.VolumeSnapshot{snap("0"), snap("1", wrongSource), snap("2")}, boundOK, "was not taken of PVC data-pg-1"},
-		"of an unknown claim":      {[]snapv1.VolumeSnapshot{snap("0", otherClaim)}, boundOK, `claim template "logs", which statefulset pg does not have`},
-		"a replica missing":        {[]snapv1.VolumeSnapshot{snap("0"), snap("2")}, boundOK, "lacks snapshots of replicas 1"},
-		"snapshots that disagree":  {[]snapv1.VolumeSnapshot{snap("0"), snap("1", otherTemplate), snap("2")}, boundOK, "disagree"},
-		"content bound to another": {[]snapv1.VolumeSnapshot{snap("0"), snap("1"), snap("2")}, func(*snapv1.VolumeSnapshot) error { return errors.New("bound to x/y") }, "bound to x/y"},
+		"no snapshots":                 {nil, boundOK, `has no snapshot set "pg-abc"`},
+		"a snapshot not ready":         {[]snapv1.VolumeSnapshot{snap("0"), snap("1", notReady), snap("2")}, boundOK, "data-pg-1-abc of set pg-abc is not ready to use yet"},
+		"a failed snapshot":            {[]snapv1.VolumeSnapshot{snap("0", failed), snap("1"), snap("2")}, boundOK, "is failed: disk full"},
+		"another StatefulSet's":        {[]snapv1.VolumeSnapshot{snap("0", foreign)}, boundOK, `belongs to statefulset "other", not pg`},
+		"taken of another PVC":         {[]snapv1.VolumeSnapshot{snap("0"), snap("1", wrongSource), snap("2")}, boundOK, "was not taken of PVC data-pg-1"},
+		"of an unknown claim":          {[]snapv1.VolumeSnapshot{snap("0", otherClaim)}, boundOK, `claim template "logs", which statefulset pg does not have`},
+		"a replica missing":            {[]snapv1.VolumeSnapshot{snap("0"), snap("2")}, boundOK, "lacks snapshots of replicas 1"},
+		"replica counts that disagree": {[]snapv1.VolumeSnapshot{snap("0"), snap("1", otherReplicas), snap("2")}, boundOK, "disagree about the replica count"},
+		"templates that disagree":      {[]snapv1.VolumeSnapshot{snap("0"), snap("1", otherTemplate), snap("2", digestOnly)}, boundOK, "disagree about the pod template they record (data-pg-0-abc and data-pg-1-abc)"},
+		"no template":                  {[]snapv1.VolumeSnapshot{snap("0", digestOnly), snap("1", digestOnly)}, boundOK, "no snapshot of set pg-abc carries the pod template"},
+		"content bound to another":     {[]snapv1.VolumeSnapshot{snap("0"), snap("1"), snap("2")}, func(*snapv1.VolumeSnapshot) error { return errors.New("bound to x/y") }, "bound to x/y"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

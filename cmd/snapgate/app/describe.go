@@ -101,7 +101,9 @@ func (o *DescribeOptions) print(out io.Writer, ns string, snaps []snapv1.VolumeS
 	fmt.Fprintf(w, "Replicas:\t%s before the change, %s after\n", ann[snapshotter.AnnotationReplicasBefore], ann[snapshotter.AnnotationReplicasAfter])
 	fmt.Fprintf(w, "Ready:\t%d/%d\n", ready, len(snaps))
 	var tmpl corev1.PodTemplateSpec
-	if err := json.Unmarshal([]byte(ann[snapshotter.AnnotationPodTemplate]), &tmpl); err == nil {
+	if recorded, _, err := snapshotter.RecordedTemplate(o.Set, snaps); err != nil {
+		fmt.Fprintf(w, "Pod template:\t%v\n", err)
+	} else if err := json.Unmarshal([]byte(recorded), &tmpl); err == nil {
 		var images []string
 		for _, c := range tmpl.Spec.Containers {
 			images = append(images, c.Name+"="+c.Image)
