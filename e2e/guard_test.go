@@ -51,9 +51,8 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
-	c.Apply(t, "", framework.SnapshotClass("slow-ready-"+ns, map[string]string{"readyDelay": "2s"}))
-	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", "slow-ready-"+ns) })
-	newGuarded(t, c, ns, "db", 3, map[string]string{"snapgate.io/snapshot-class": "slow-ready-" + ns})
+	class := c.SnapshotClassForTest(t, ns, "slow-ready", map[string]string{"readyDelay": "2s"})
+	newGuarded(t, c, ns, "db", 3, map[string]string{"snapgate.io/snapshot-class": class})
 
 	// The order is read from the writes themselves: on the stack's single etcd a
 	// resourceVersion is etcd's revision, so every snapshot's readyToUse write
@@ -104,7 +103,7 @@ func TestUpgradeIsAdmittedOnlyAfterEverySnapshotIsReady(t *testing.T) {
 		}
 	}()
 
-	r := c.Run(t, framework.StatefulSet("db", 3, "postgres:17", map[string]string{"snapgate.io/snapshot-class": "slow-ready-" + ns}),
+	r := c.Run(t, framework.StatefulSet("db", 3, "postgres:17", map[string]string{"snapgate.io/snapshot-class": class}),
 		c.Bin("kubectl"), "apply", "-n", ns, "-f", "-")
 	if r.Err != nil {
 		t.Fatalf("kubectl apply of the upgrade: %v\n%s", r.Err, r.Stderr)
@@ -261,9 +260,7 @@ func TestSlowSnapshotsAreDeniedThenAdmittedOnRetryWithTheSameSet(t *testing.T) {
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
 	budget := c.Budget(t)
-	class := "slower-than-budget-" + ns
-	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"readyDelay": (budget + 4*time.Second).String()}))
-	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })
+	class := c.SnapshotClassForTest(t, ns, "slower-than-budget", map[string]string{"readyDelay": (budget + 4*time.Second).String()})
 	newGuarded(t, c, ns, "db", 2, map[string]string{"snapgate.io/snapshot-class": class})
 
 	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
@@ -296,9 +293,7 @@ func TestDriverErrorDeniesWithTheDriversMessage(t *testing.T) {
 	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
-	class := "failing-" + ns
-	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"failWith": "simulated quota exceeded"}))
-	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })
+	class := c.SnapshotClassForTest(t, ns, "failing", map[string]string{"failWith": "simulated quota exceeded"})
 	newGuarded(t, c, ns, "db", 1, map[string]string{"snapgate.io/snapshot-class": class})
 
 	r := c.Kubectl(t, "-n", ns, "set", "image", "statefulset/db", "db=postgres:17")
@@ -419,9 +414,7 @@ func TestStatusWritesDuringTheWaitDoNotTakeASecondSet(t *testing.T) {
 	framework.Parallel(t)
 	c := framework.Connect(t)
 	ns := c.KwokNamespace(t)
-	class := "slow-ready-status-" + ns
-	c.Apply(t, "", framework.SnapshotClass(class, map[string]string{"readyDelay": "3s"}))
-	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", class) })
+	class := c.SnapshotClassForTest(t, ns, "slow-ready-status", map[string]string{"readyDelay": "3s"})
 	newGuarded(t, c, ns, "db", 2, map[string]string{"snapgate.io/snapshot-class": class})
 
 	stop := make(chan struct{})

@@ -262,7 +262,18 @@ func (c *Cluster) SnapshotClassForTest(t testing.TB, ns, suffix string, params m
 	t.Helper()
 	name := ns + "-" + suffix
 	c.Apply(t, "", SnapshotClass(name, params))
-	t.Cleanup(func() { c.Kubectl(t, "delete", "volumesnapshotclass", name) })
+	// This runs before the namespace's own cleanup. The snapshot controller
+	// cannot delete a snapshot whose class is gone, and retries it every
+	// second until the class is back: seen here as thousands of log lines a
+	// minute. So the namespace's snapshots go first, and a namespace kept for
+	// a failed test keeps its class too.
+	t.Cleanup(func() {
+		if t.Failed() {
+			return
+		}
+		c.Kubectl(t, "-n", ns, "delete", "volumesnapshots", "--all", "--timeout=60s")
+		c.Kubectl(t, "delete", "volumesnapshotclass", name)
+	})
 	return name
 }
 
