@@ -271,7 +271,9 @@ restart_apiserver() {
   (
     cd "$dir"
     setsid "${args[@]}" >>"$dir/logs/kube-apiserver.log" 2>&1 </dev/null &
-    echo $! >"$pidfile"
+    # No newline: kwokctl reads the pid with a bare Atoi, and a pid it cannot
+    # parse is a component it takes for stopped and leaves running.
+    printf '%s' $! >"$pidfile"
   )
   wait_for 120 "the restarted API server ready" \
     "$state/bin/kubectl" --kubeconfig "$state/kubeconfig" --request-timeout=2s get --raw /readyz
