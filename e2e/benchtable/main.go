@@ -149,19 +149,20 @@ func rows(f map[string]float64) []row {
 		}
 		out = append(out, row{measure, value + ")", target, verdict(over <= 100)})
 	}
-	if has("passthrough.api.p50", "passthrough.api.p99", "passthrough.api.nogate.p50", "passthrough.api.nogate.p99") {
-		added := f["passthrough.api.p99"] - f["passthrough.api.nogate.p99"]
-		out = append(out, row{"pass-through request through the API server, 16 at a time: added p99", fmt.Sprintf("%+.1f ms (p50 %.1f / p99 %.1f ms with snapgate, %.1f / %.1f ms without)",
-			added, f["passthrough.api.p50"], f["passthrough.api.p99"], f["passthrough.api.nogate.p50"], f["passthrough.api.nogate.p99"]), "< 5 ms", verdict(added < 5)})
-	} else {
-		out = append(out, missing("pass-through request through the API server, 16 at a time: added p99", "< 5 ms"))
-	}
-	if has("passthrough.serial.p50", "passthrough.serial.p99", "passthrough.serial.nogate.p50", "passthrough.serial.nogate.p99") {
-		added := f["passthrough.serial.p99"] - f["passthrough.serial.nogate.p99"]
-		out = append(out, row{"pass-through request through the API server, one at a time: added p99", fmt.Sprintf("%+.1f ms (p50 %.1f / p99 %.1f ms with snapgate, %.1f / %.1f ms without)",
-			added, f["passthrough.serial.p50"], f["passthrough.serial.p99"], f["passthrough.serial.nogate.p50"], f["passthrough.serial.nogate.p99"]), "< 5 ms", verdict(added < 5)})
-	} else {
-		out = append(out, missing("pass-through request through the API server, one at a time: added p99", "< 5 ms"))
+	// The pass-through's added latency, 16 at a time and one at a time: the
+	// figures are <prefix>.p50/.p99 with snapgate and <prefix>.nogate.* without.
+	for _, pt := range []struct{ measure, prefix string }{
+		{"pass-through request through the API server, 16 at a time: added p99", "passthrough.api"},
+		{"pass-through request through the API server, one at a time: added p99", "passthrough.serial"},
+	} {
+		p50, p99, np50, np99 := pt.prefix+".p50", pt.prefix+".p99", pt.prefix+".nogate.p50", pt.prefix+".nogate.p99"
+		if !has(p50, p99, np50, np99) {
+			out = append(out, missing(pt.measure, "< 5 ms"))
+			continue
+		}
+		added := f[p99] - f[np99]
+		out = append(out, row{pt.measure, fmt.Sprintf("%+.1f ms (p50 %.1f / p99 %.1f ms with snapgate, %.1f / %.1f ms without)",
+			added, f[p50], f[p99], f[np50], f[np99]), "< 5 ms", verdict(added < 5)})
 	}
 	if has("passthrough.cpu_per_request") {
 		us := f["passthrough.cpu_per_request"]
