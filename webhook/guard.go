@@ -46,8 +46,6 @@ type Guard struct {
 	// Reader reads PVCs, classes, and a scaled StatefulSet and its namespace,
 	// uncached.
 	Reader client.Reader
-	// Decoder decodes the request's objects.
-	Decoder admission.Decoder
 	// Budget bounds the wait for a set; DefaultBudget when zero.
 	Budget time.Duration
 	// Metrics, when set, counts decisions.
@@ -105,10 +103,10 @@ func (g *Guard) handle(ctx context.Context, req admission.Request) (admission.Re
 
 func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
 	var old, updated appsv1.StatefulSet
-	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+	if err := decode(req.OldObject, &old, statefulSetKind); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
 	}
-	if err := g.Decoder.DecodeRaw(req.Object, &updated); err != nil {
+	if err := decode(req.Object, &updated, statefulSetKind); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode StatefulSet: %w", err)), ""
 	}
 	if rollbackStep(&old, &updated) {
@@ -154,7 +152,7 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 
 func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
 	var old appsv1.StatefulSet
-	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+	if err := decode(req.OldObject, &old, statefulSetKind); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
 	}
 	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, UserInfo: req.UserInfo}
@@ -183,10 +181,10 @@ func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Re
 // it: the handler reads the parent and its namespace.
 func (g *Guard) scale(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
 	var old, updated autoscalingv1.Scale
-	if err := g.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+	if err := decode(req.OldObject, &old, scaleKind); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old Scale: %w", err)), ""
 	}
-	if err := g.Decoder.DecodeRaw(req.Object, &updated); err != nil {
+	if err := decode(req.Object, &updated, scaleKind); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode Scale: %w", err)), ""
 	}
 	if updated.Spec.Replicas == old.Spec.Replicas {

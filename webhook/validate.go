@@ -15,9 +15,7 @@ import (
 // Validator is the validating admission handler for snapgate's own annotations
 // on StatefulSets: a bad value is denied with a message that names the
 // annotation, the value and what is allowed, before it can mislead the guard.
-type Validator struct {
-	Decoder admission.Decoder
-}
+type Validator struct{}
 
 var _ admission.Handler = (*Validator)(nil)
 
@@ -30,7 +28,7 @@ func (v *Validator) Handle(_ context.Context, req admission.Request) admission.R
 		return admission.Allowed("")
 	}
 	var sts appsv1.StatefulSet
-	if err := v.Decoder.DecodeRaw(req.Object, &sts); err != nil {
+	if err := decode(req.Object, &sts, statefulSetKind); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode StatefulSet: %w", err))
 	}
 	p, errs := policy.Parse(&sts)
@@ -54,7 +52,7 @@ func (v *Validator) oldRollbackTo(req admission.Request) string {
 		return ""
 	}
 	var old appsv1.StatefulSet
-	if err := v.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
+	if err := decode(req.OldObject, &old, statefulSetKind); err != nil {
 		return ""
 	}
 	return old.Annotations[policy.RollbackTo]

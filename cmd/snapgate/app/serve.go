@@ -39,7 +39,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/snapgate/snapgate/certs"
 	"github.com/snapgate/snapgate/snapshotter"
@@ -418,12 +417,11 @@ func (o *ServeOptions) serveWebhooks(mgr ctrl.Manager, engine *snapshotter.Engin
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	decoder := admission.NewDecoder(mgr.GetScheme())
 	srv := mgr.GetWebhookServer()
 	srv.Register(snapwebhook.GuardPath, &webhook.Admission{Handler: &snapwebhook.Guard{
-		Engine: engine, Reader: mgr.GetAPIReader(), Decoder: decoder, Budget: o.Budget, Metrics: guardMetrics,
+		Engine: engine, Reader: mgr.GetAPIReader(), Budget: o.Budget, Metrics: guardMetrics,
 	}})
-	srv.Register(snapwebhook.ValidatePath, &webhook.Admission{Handler: &snapwebhook.Validator{Decoder: decoder}})
+	srv.Register(snapwebhook.ValidatePath, &webhook.Admission{Handler: &snapwebhook.Validator{}})
 	return nil
 }
 
