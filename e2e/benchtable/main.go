@@ -164,6 +164,16 @@ func rows(f map[string]float64) []row {
 		out = append(out, row{pt.measure, fmt.Sprintf("%+.1f ms (p50 %.1f / p99 %.1f ms with snapgate, %.1f / %.1f ms without)",
 			added, f[p50], f[p99], f[np50], f[np99]), "< 5 ms", verdict(added < 5)})
 	}
+	for _, pt := range []struct{ measure, prefix string }{
+		{"where a pass-through request's time goes, 16 at a time (means)", "passthrough.api"},
+		{"where a pass-through request's time goes, one at a time (means)", "passthrough.serial"},
+	} {
+		step, call, handler := pt.prefix+".admission", pt.prefix+".webhook_call", pt.prefix+".handler"
+		if has(step, call, handler) {
+			out = append(out, row{pt.measure, fmt.Sprintf("the API server's webhook admission %.1f ms; of it, its call to snapgate %.1f ms; of that, snapgate's handler %.2f ms",
+				f[step], f[call], f[handler]), "reported", "-"})
+		}
+	}
 	if has("passthrough.cpu_per_request") {
 		us := f["passthrough.cpu_per_request"]
 		out = append(out, row{"snapgate's CPU at 2,000 pass-through requests/s", fmt.Sprintf("%.2f cores (%.0f µs a request, in the soak)", us*2000/1e6, us), "reported", "-"})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -104,14 +105,7 @@ func (c *Cluster) Metric(t testing.TB, name string, labels ...string) int {
 // MetricValue is Metric unrounded, for sums of seconds.
 func (c *Cluster) MetricValue(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	return c.sumMetric(t, name, func(line string) bool {
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				return false
-			}
-		}
-		return true
-	})
+	return c.sumMetric(t, name, withLabels(labels))
 }
 
 // GuardDecisions is how many updates (not deletes) snapgate's guard has decided,
@@ -143,8 +137,48 @@ func (c *Cluster) sumMetric(t testing.TB, name string, keep func(line string) bo
 		t.Fatalf("read snapgate metrics: %v", err)
 	}
 	defer resp.Body.Close()
+	total, err := sumSamples(resp.Body, name, keep)
+	if err != nil {
+		t.Fatalf("read snapgate metrics: %v", err)
+	}
+	return total
+}
+
+// APIServerMetricValue is MetricValue of the API server's own /metrics, as
+// `kubectl get --raw /metrics` shows them: e.g. how long its calls to a
+// webhook took.
+func (c *Cluster) APIServerMetricValue(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	body, err := c.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").Stream(context.Background())
+	if err != nil {
+		t.Fatalf("read the API server's metrics: %v", err)
+	}
+	defer body.Close()
+	total, err := sumSamples(body, name, withLabels(labels))
+	if err != nil {
+		t.Fatalf("read the API server's metrics: %v", err)
+	}
+	return total
+}
+
+// withLabels keeps the samples whose labels contain every one of labels.
+func withLabels(labels []string) func(line string) bool {
+	return func(line string) bool {
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// sumSamples sums the samples of metric name that keep accepts, from the
+// Prometheus text format.
+func sumSamples(r io.Reader, name string, keep func(line string) bool) (float64, error) {
 	total := 0.0
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
 		if (strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ")) && keep(line) {
@@ -153,7 +187,7 @@ func (c *Cluster) sumMetric(t testing.TB, name string, keep func(line string) bo
 			total += n
 		}
 	}
-	return total
+	return total, sc.Err()
 }
 
 // Snapshots lists snapgate's VolumeSnapshots of a StatefulSet, by name.
