@@ -203,23 +203,42 @@ func BenchmarkFreezeWindow(b *testing.B) {
 			round := 0
 			for b.Loop() {
 				round++
-				before := readFreezeMetrics(b, c)
-				upgrade(b, c, ctx, ns, name, round)
-				d := readFreezeMetrics(b, c).since(before)
-				if d.windows != 1 {
-					b.Fatalf("round %d: %v freeze windows counted for one set; want 1", round, d.windows)
+				measureGate := func() {
+					before := readFreezeMetrics(b, c)
+					upgrade(b, c, ctx, ns, name, round)
+					d := readFreezeMetrics(b, c).since(before)
+					if d.windows != 1 {
+						b.Fatalf("round %d: %v freeze windows counted for one set; want 1", round, d.windows)
+					}
+					windows = append(windows, d.window)
+					hooks = append(hooks, d.pre+d.post)
+					idle(b, c, ns, benchKeep)
 				}
-				windows = append(windows, d.window)
-				hooks = append(hooks, d.pre+d.post)
-				idle(b, c, ns, benchKeep)
-				cut, _ := snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("baseline-%d", round), nil)
-				cuts = append(cuts, cut)
-				idle(b, c, ns, benchKeep)
+				measureCut := func() {
+					cut, _ := snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("baseline-%d", round), nil)
+					cuts = append(cuts, cut)
+					idle(b, c, ns, benchKeep)
+				}
 				// Again with the record snapgate writes on each snapshot, as
 				// in BenchmarkTimeToAdmit: the pipeline's share of carrying it.
-				cut, _ = snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("record-%d", round), recordOf(b, c, ns, name))
-				recordCuts = append(recordCuts, cut)
-				idle(b, c, ns, benchKeep)
+				measureRecordCut := func() {
+					cut, _ := snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("record-%d", round), recordOf(b, c, ns, name))
+					recordCuts = append(recordCuts, cut)
+					idle(b, c, ns, benchKeep)
+				}
+				// As in BenchmarkTimeToAdmit, rounds alternate the order, so
+				// that none of the three is always measured first or last; the
+				// first round starts with the upgrade, whose set's record the
+				// others copy.
+				if round%2 == 0 {
+					measureRecordCut()
+					measureCut()
+					measureGate()
+				} else {
+					measureGate()
+					measureCut()
+					measureRecordCut()
+				}
 			}
 			w, h, cut := median(windows), median(hooks), median(cuts)
 			fmt.Printf("replicas=%d freeze_ms=%d hooks_ms=%d cut_ms=%d cut_record_ms=%d rounds=%d\n", replicas, w.Milliseconds(), h.Milliseconds(), cut.Milliseconds(), median(recordCuts).Milliseconds(), round)
