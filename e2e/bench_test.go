@@ -130,6 +130,10 @@ func BenchmarkTimeToAdmit(b *testing.B) {
 			ctx := context.Background()
 
 			var withGate, baseline, withRecord []time.Duration
+			// When the last snapshot was cut and when the last was ready, on
+			// each side: whether what snapgate adds is before the cut
+			// (planning, creating) or after it (seeing the set ready).
+			var gateCut, gateReady, baseCut []time.Duration
 			round := 0
 			for b.Loop() {
 				round++
@@ -137,11 +141,15 @@ func BenchmarkTimeToAdmit(b *testing.B) {
 				// measured while the controllers finish the other's work.
 				settle := func() { idle(b, c, ns, benchKeep) }
 				measureBaseline := func() {
-					baseline = append(baseline, snapshotDirectly(b, c, ns, class, pvcsOf(name, replicas), round))
+					cut, ready := snapshotTimes(b, c, ns, class, pvcsOf(name, replicas), fmt.Sprintf("baseline-%d", round), nil)
+					baseline, baseCut = append(baseline, ready), append(baseCut, cut)
 					settle()
 				}
 				measureGate := func() {
+					before := readSetMetrics(b, c)
 					withGate = append(withGate, upgrade(b, c, ctx, ns, name, round))
+					cut, ready := readSetMetrics(b, c).since(b, before)
+					gateCut, gateReady = append(gateCut, cut), append(gateReady, ready)
 					settle()
 				}
 				// The baseline again, each snapshot carrying the record
@@ -170,8 +178,33 @@ func BenchmarkTimeToAdmit(b *testing.B) {
 				replicas, g.Milliseconds(), base.Milliseconds(), float64(g)/float64(base), len(withGate))
 			report(b, c, fmt.Sprintf("admit.replicas=%d.snapgate", replicas), float64(g.Milliseconds()), "ms")
 			report(b, c, fmt.Sprintf("admit.replicas=%d.baseline", replicas), float64(base.Milliseconds()), "ms")
+			fmt.Printf("replicas=%d snapgate_cut_ms=%d snapgate_ready_ms=%d baseline_cut_ms=%d baseline_ready_ms=%d\n", replicas,
+				median(gateCut).Milliseconds(), median(gateReady).Milliseconds(), median(baseCut).Milliseconds(), base.Milliseconds())
+			report(b, c, fmt.Sprintf("admit.replicas=%d.snapgate_cut", replicas), float64(median(gateCut).Milliseconds()), "ms")
+			report(b, c, fmt.Sprintf("admit.replicas=%d.snapgate_ready", replicas), float64(median(gateReady).Milliseconds()), "ms")
+			report(b, c, fmt.Sprintf("admit.replicas=%d.baseline_cut", replicas), float64(median(baseCut).Milliseconds()), "ms")
 		})
 	}
+}
+
+// setMetrics are the sums and count of snapgate's sets' cut and ready times
+// (from the start of their taking), from its metrics endpoint.
+type setMetrics struct{ cutSum, readySum, sets float64 }
+
+func readSetMetrics(b *testing.B, c *framework.Cluster) setMetrics {
+	return setMetrics{
+		cutSum:   c.MetricValue(b, "snapgate_snapshot_set_cut_seconds_sum"),
+		readySum: c.MetricValue(b, "snapgate_snapshot_set_ready_seconds_sum"),
+		sets:     c.MetricValue(b, "snapgate_snapshot_set_cut_seconds_count"),
+	}
+}
+
+// since is the one set taken since before: when it was cut, when ready.
+func (m setMetrics) since(b *testing.B, before setMetrics) (cut, ready time.Duration) {
+	if n := m.sets - before.sets; n != 1 {
+		b.Fatalf("%v sets taken for one upgrade; want 1", n)
+	}
+	return time.Duration((m.cutSum - before.cutSum) * float64(time.Second)), time.Duration((m.readySum - before.readySum) * float64(time.Second))
 }
 
 // BenchmarkFreezeWindow times how long the application is quiesced for a

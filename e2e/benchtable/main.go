@@ -118,6 +118,9 @@ func rows(f map[string]float64) []row {
 		if r, ok := f[fmt.Sprintf("admit.replicas=%d.baseline_record", n)]; ok {
 			value += fmt.Sprintf("; CSI with snapgate's record %.0f ms", r)
 		}
+		if cut, ready, baseCut := fmt.Sprintf("admit.replicas=%d.snapgate_cut", n), fmt.Sprintf("admit.replicas=%d.snapgate_ready", n), fmt.Sprintf("admit.replicas=%d.baseline_cut", n); has(cut, ready, baseCut) {
+			value += fmt.Sprintf("; last cut %.0f ms (CSI %.0f ms), last ready %.0f ms (CSI %.0f ms)", f[cut], f[baseCut], f[ready], f[base])
+		}
 		out = append(out, row{measure, value + ")", target, verdict(over <= max(0.1*f[base], 100))})
 	}
 	if has("admit.replicas=100.snapgate") {
