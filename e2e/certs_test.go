@@ -23,17 +23,13 @@ import (
 	"github.com/snapgate/snapgate/e2e/framework"
 )
 
-// release is the chart installed with Helm for one test. Its snapgate runs
-// either as the chart's own pods on the real node (installChart), or here,
-// as the release's pod would run it, with the webhook configurations pointing
-// at it by URL (installRelease). The snapgate of `make run` steps aside
-// meanwhile, so that every guarded request goes through the release's
-// configurations.
+// release is the chart installed with Helm for one test, its snapgate
+// running as the chart's own pods on the real node (installChart). The
+// snapgate of `make run` steps aside meanwhile, so that every guarded request
+// goes through the release's configurations.
 type release struct {
 	c         *framework.Cluster
 	namespace string
-	// port is where snapgate run here serves; zero for the chart's pods.
-	port int
 }
 
 // stepAside stops the snapgate of `make run` until the test ends.
@@ -57,28 +53,21 @@ func (r *release) helmInstall(t *testing.T, args ...string) {
 	})
 }
 
-func installRelease(t *testing.T, c *framework.Cluster, port int, set ...string) *release {
+// installChart installs the chart as a user does, with helm install --wait and
+// these values (`--set` each): its snapgate runs from its image (make image)
+// in the chart's pods on the real node, the API server calls it through its
+// Service, and it reaches the API server as any pod does, as the chart's
+// ServiceAccount with exactly the chart's RBAC. When the test ends, the pods'
+// logs must show no request of snapgate's refused by RBAC.
+func installChart(t *testing.T, c *framework.Cluster, set ...string) *release {
 	t.Helper()
 	stepAside(t, c)
-	rel := &release{c: c, namespace: c.KwokNamespace(t), port: port}
-	args := []string{"--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d", port), "--set", "replicaCount=1", "--set", "webhook.budget=8s"}
+	rel := &release{c: c, namespace: c.Namespace(t)}
+	args := []string{"--wait", "--timeout", "3m"}
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
 	rel.helmInstall(t, args...)
-	return rel
-}
-
-// installChart installs the chart as a user does, with helm install --wait and
-// no values: its snapgate runs from its image (make image) in the chart's
-// pods on the real node, the API server calls it through its Service, and it
-// reaches the API server as any pod does. When the test ends, the pods' logs
-// must show no request of snapgate's refused by RBAC.
-func installChart(t *testing.T, c *framework.Cluster) *release {
-	t.Helper()
-	stepAside(t, c)
-	rel := &release{c: c, namespace: c.Namespace(t)}
-	rel.helmInstall(t, "--wait", "--timeout", "3m")
 	t.Cleanup(func() {
 		logs := c.Kubectl(t, "-n", rel.namespace, "logs", "-l", "app.kubernetes.io/instance=sg", "--prefix", "--tail=-1").Stdout
 		for _, line := range strings.Split(logs, "\n") {
@@ -118,49 +107,13 @@ func start(t *testing.T, name string, args ...string) string {
 	return logPath
 }
 
-// serve runs snapgate for the release, with these certificate flags, as the
-// release's ServiceAccount (with exactly the chart's RBAC, as its pod would
-// have), and fails the test if any request of snapgate's was refused by RBAC.
-func (r *release) serve(t *testing.T, certFlags ...string) {
-	t.Helper()
-	kubeconfig := r.c.KubeconfigAs(t, r.namespace, "sg-snapgate")
-	logPath := start(t, r.c.Bin("snapgate"), append([]string{"serve", "--kubeconfig", kubeconfig, "--namespace", r.namespace,
-		"--webhook-configuration", "sg-snapgate", "--service-name", "sg-snapgate",
-		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(r.port),
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--budget", "8s"}, certFlags...)...)
-	waitFor(t, 30*time.Second, func() bool {
-		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), &tls.Config{InsecureSkipVerify: true})
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	}, "snapgate serving")
-	// Whatever the test does, the chart must have granted all of it.
-	t.Cleanup(func() {
-		b, err := os.ReadFile(logPath)
-		if err != nil {
-			t.Error(err)
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			// RBAC's refusals read "... is forbidden: User ... cannot VERB resource ...".
-			if strings.Contains(line, "is forbidden: User") {
-				t.Errorf("snapgate was refused something the chart should grant:\n%s", line)
-			}
-		}
-	})
-}
-
-// served is the certificate snapgate answers with: the one run here, or the
-// first of the chart's pods, at its address on the pod network.
+// served is the certificate snapgate answers with: the first of the chart's
+// pods', at its address on the pod network.
 func (r *release) served(t *testing.T) []byte {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", r.port)
-	if r.port == 0 {
-		ip := r.c.MustKubectl(t, "-n", r.namespace, "get", "pods", "-l", "app.kubernetes.io/instance=sg",
-			"--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].status.podIP}")
-		addr = ip + ":9443"
-	}
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	ip := r.c.MustKubectl(t, "-n", r.namespace, "get", "pods", "-l", "app.kubernetes.io/instance=sg",
+		"--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].status.podIP}")
+	conn, err := tls.Dial("tcp", ip+":9443", &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatalf("dial snapgate: %v", err)
 	}
@@ -239,13 +192,12 @@ func (r *release) upgradeAndStream(t *testing.T, renew func()) {
 }
 
 // TestBuiltinCertificatesRotateWithoutLosingARequest: certs.mode=builtin.
-// snapgate issues its certificate into the release's Secret and its CA into the
-// configurations; with a certificate that lives 45 s, updates run across its
-// renewal.
+// The chart's two pods issue its certificate into the release's Secret and
+// its CA into the configurations; with a certificate that lives 45 s,
+// updates run across its renewal.
 func TestBuiltinCertificatesRotateWithoutLosingARequest(t *testing.T) {
 	c := framework.Connect(t)
-	rel := installRelease(t, c, 19453, "certs.mode=builtin")
-	rel.serve(t, "--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir(), "--cert-validity", "45s")
+	rel := installChart(t, c, "certs.mode=builtin", "certs.builtin.validity=45s")
 	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
 
 	rel.upgradeAndStream(t, nil)

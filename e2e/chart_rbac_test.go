@@ -17,18 +17,16 @@ import (
 	"github.com/snapgate/snapgate/snapshotter/policy"
 )
 
-// TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes runs snapgate as
-// the chart's ServiceAccount, with exactly the RBAC the chart grants, through
-// everything it does: issue its certificate into the Secret and the
-// webhooks' caBundles, guard upgrades with hooks (pods/exec, the requester's
-// SubjectAccessReview, the record of post-hooks in flight), prune, tell events,
-// and roll back (PVCs, PVs, the StatefulSet). release.serve fails the test on
-// any RBAC refusal in snapgate's log.
+// TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes runs the chart's
+// pods, as its ServiceAccount with exactly the RBAC the chart grants, through
+// everything snapgate does: issue its certificate into the Secret and the
+// webhooks' caBundles, elect a leader, guard upgrades with hooks (pods/exec,
+// the requester's SubjectAccessReview, the record of post-hooks in flight),
+// prune, tell events, and roll back (PVCs, PVs, the StatefulSet).
+// installChart fails the test on any RBAC refusal in the pods' logs.
 func TestTheChartsPermissionsAreEnoughForEverythingSnapgateDoes(t *testing.T) {
 	c := framework.Connect(t)
-	rel := installRelease(t, c, 19455, "certs.mode=builtin")
-	// With leader election, as the chart runs it: its Lease is part of what is checked.
-	rel.serve(t, "--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir(), "--leader-elect=true")
+	rel := installChart(t, c, "certs.mode=builtin")
 	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
 
 	ns := c.Namespace(t)

@@ -12,14 +12,13 @@ import (
 )
 
 // A namespaced install (rbac.namespaces) guards its namespaces, hooks and
-// all, as the chart's ServiceAccount with Roles there only; a guarded
+// all, its pods running as the chart's ServiceAccount with Roles there only; a guarded
 // StatefulSet elsewhere is never intercepted, and snapgate has no right to
 // exec there, nor in kube-system.
 func TestANamespacedInstallGuardsOnlyItsNamespaces(t *testing.T) {
 	c := framework.Connect(t)
 	guarded, other := c.Namespace(t), c.Namespace(t)
-	rel := installRelease(t, c, 19456, "certs.mode=builtin", "rbac.namespaces={"+guarded+"}")
-	rel.serve(t, "--cert-secret", "sg-snapgate-tls", "--cert-dir", t.TempDir(), "--namespaces", guarded)
+	rel := installChart(t, c, "certs.mode=builtin", "rbac.namespaces={"+guarded+"}")
 	waitFor(t, 30*time.Second, rel.trusted, "certificate issued into the Secret and its CA in all five webhooks")
 
 	hooks := map[string]string{policy.PreHook: `["sh","-c","touch /data/quiesced; echo hooked >>/data/hooks"]`, policy.PostHook: `["sh","-c","rm /data/quiesced"]`}

@@ -15,7 +15,6 @@ import (
 	"github.com/go-logr/logr"
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -24,7 +23,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -167,30 +165,4 @@ func (c *Cluster) Run(t testing.TB, stdin, name string, args ...string) Result {
 		err = fmt.Errorf("%s timed out: %w", filepath.Base(name), ctx.Err())
 	}
 	return Result{Stdout: out.String(), Stderr: errOut.String(), Err: err}
-}
-
-// KubeconfigAs writes a kubeconfig that authenticates as a ServiceAccount,
-// with a token the API server issues for it (as a pod's projected token), so
-// that a process run here has exactly the permissions, and leaves exactly the
-// audit trail, of a pod running as that ServiceAccount.
-func (c *Cluster) KubeconfigAs(t testing.TB, namespace, serviceAccount string) string {
-	t.Helper()
-	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expiry := int64(2 * time.Hour / time.Second)
-	tok, err := c.Client.CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), serviceAccount,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("a token for %s/%s: %v", namespace, serviceAccount, err)
-	}
-	ctx := cfg.Contexts[cfg.CurrentContext]
-	cfg.AuthInfos = map[string]*clientcmdapi.AuthInfo{serviceAccount: {Token: tok.Status.Token}}
-	ctx.AuthInfo = serviceAccount
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
