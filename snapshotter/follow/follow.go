@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -57,7 +58,7 @@ var _ reconcile.Reconciler = (*Follower)(nil)
 func (f *Follower) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("follow").
-		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(snapshotter.SetRequest)).
+		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(snapshotter.SetRequest), builder.WithPredicates(snapshotter.SetChanges())).
 		Complete(f)
 }
 
