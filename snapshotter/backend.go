@@ -22,7 +22,9 @@ type Backend interface {
 	// something else is a PlanError, never overwritten.
 	Create(ctx context.Context, plan *Plan) error
 	// List lists the snapshots in namespace whose labels match, of every set.
-	List(ctx context.Context, namespace string, labels client.MatchingLabels) ([]snapv1.VolumeSnapshot, error)
+	// opts add to the listing: client.UnsafeDisableDeepCopy for a caller that
+	// only reads what it gets.
+	List(ctx context.Context, namespace string, labels client.MatchingLabels, opts ...client.ListOption) ([]snapv1.VolumeSnapshot, error)
 	// Delete deletes every snapshot of a set.
 	Delete(ctx context.Context, namespace, set string) error
 }
@@ -74,9 +76,9 @@ func (b PerPVC) create(ctx context.Context, plan *Plan, s *PlannedSnapshot) erro
 }
 
 // List implements Backend.
-func (b PerPVC) List(ctx context.Context, namespace string, labels client.MatchingLabels) ([]snapv1.VolumeSnapshot, error) {
+func (b PerPVC) List(ctx context.Context, namespace string, labels client.MatchingLabels, opts ...client.ListOption) ([]snapv1.VolumeSnapshot, error) {
 	var list snapv1.VolumeSnapshotList
-	if err := b.Snapshots.List(ctx, &list, client.InNamespace(namespace), labels); err != nil {
+	if err := b.Snapshots.List(ctx, &list, append([]client.ListOption{client.InNamespace(namespace), labels}, opts...)...); err != nil {
 		return nil, err
 	}
 	return list.Items, nil

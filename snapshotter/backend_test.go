@@ -31,9 +31,9 @@ func (b *countingBackend) Create(ctx context.Context, plan *Plan) error {
 	return b.PerPVC.Create(ctx, plan)
 }
 
-func (b *countingBackend) List(ctx context.Context, ns string, l client.MatchingLabels) ([]snapv1.VolumeSnapshot, error) {
+func (b *countingBackend) List(ctx context.Context, ns string, l client.MatchingLabels, opts ...client.ListOption) ([]snapv1.VolumeSnapshot, error) {
 	b.note("list")
-	return b.PerPVC.List(ctx, ns, l)
+	return b.PerPVC.List(ctx, ns, l, opts...)
 }
 
 // TestTheEngineMakesAndReadsSetsThroughItsBackend: a backend set on the

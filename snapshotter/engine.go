@@ -399,7 +399,9 @@ func (e *Engine) SetProgress(ctx context.Context, plan *Plan) (Progress, error) 
 // learns their names here.
 func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 	prog := Progress{Total: len(plan.Snapshots)}
-	items, err := e.backend().List(ctx, plan.StatefulSet.Namespace, client.MatchingLabels{LabelSet: plan.Set})
+	// Only read, so not copied: a set being taken is counted on every one of
+	// its snapshots' updates.
+	items, err := e.backend().List(ctx, plan.StatefulSet.Namespace, client.MatchingLabels{LabelSet: plan.Set}, client.UnsafeDisableDeepCopy)
 	if err != nil {
 		return prog, fmt.Errorf("list snapshots of set %s: %w", plan.Set, err)
 	}

@@ -68,13 +68,17 @@ func StatefulSetName(vs *snapv1.VolumeSnapshot) string {
 
 // SetLister lists snapshots by label; every Backend is one.
 type SetLister interface {
-	List(ctx context.Context, namespace string, labels client.MatchingLabels) ([]snapv1.VolumeSnapshot, error)
+	List(ctx context.Context, namespace string, labels client.MatchingLabels, opts ...client.ListOption) ([]snapv1.VolumeSnapshot, error)
 }
 
 // ListSets returns the snapshot sets of a StatefulSet, newest first: by the
 // generation they were taken from, then by time.
 func ListSets(ctx context.Context, l SetLister, namespace, statefulSet string) ([]SetInfo, error) {
-	items, err := l.List(ctx, namespace, client.MatchingLabels{LabelStatefulSet: LabelValue(statefulSet), LabelManagedBy: ManagedBy})
+	// Only read: the cache's own objects, not copies of them. The Pruner
+	// lists every set of a StatefulSet on each of its snapshots' updates, and
+	// copying them was a quarter of snapgate's CPU while a 100-replica set
+	// was taken.
+	items, err := l.List(ctx, namespace, client.MatchingLabels{LabelStatefulSet: LabelValue(statefulSet), LabelManagedBy: ManagedBy}, client.UnsafeDisableDeepCopy)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of statefulset %s/%s: %w", namespace, statefulSet, err)
 	}

@@ -76,8 +76,10 @@ type state struct {
 // Reconcile looks at one set and tells what is new about it.
 func (f *Follower) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var list snapv1.VolumeSnapshotList
+	// Not copied: the set is listed on each of its snapshots' updates, and
+	// tell copies a snapshot before it writes to it.
 	if err := f.Client.List(ctx, &list, client.InNamespace(req.Namespace),
-		client.MatchingLabels{snapshotter.LabelSet: req.Name, snapshotter.LabelManagedBy: snapshotter.ManagedBy}); err != nil {
+		client.MatchingLabels{snapshotter.LabelSet: req.Name, snapshotter.LabelManagedBy: snapshotter.ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
 		return reconcile.Result{}, fmt.Errorf("list snapshots of set %s: %w", req.Name, err)
 	}
 	s := summarize(list.Items)
@@ -178,11 +180,13 @@ func (f *Follower) tell(ctx context.Context, set string, s state, finding, kind,
 	f.Metrics.observe(finding)
 	log.FromContext(ctx).Info("Snapshot set followed", "set", set, "finding", finding, "ready", s.ready, "snapshots", len(s.snaps))
 	for i := range s.snaps {
-		vs := &s.snaps[i]
-		if vs.Annotations[snapshotter.AnnotationFollowed] == finding {
+		listed := &s.snaps[i]
+		if listed.Annotations[snapshotter.AnnotationFollowed] == finding {
 			continue
 		}
-		patch := client.MergeFrom(vs.DeepCopy())
+		// listed shares its maps with the cache: the mark goes on a copy.
+		vs := listed.DeepCopy()
+		patch := client.MergeFrom(listed)
 		if vs.Annotations == nil {
 			vs.Annotations = map[string]string{}
 		}
