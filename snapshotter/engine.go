@@ -427,8 +427,8 @@ func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 		if st == nil {
 			continue
 		}
-		if st.Error != nil && st.Error.Message != nil && prog.Failure == nil && !transient(*st.Error.Message) {
-			prog.Failure = &SnapshotError{Snapshot: vs.Name, PVC: pvc, Message: *st.Error.Message}
+		if msg, failed := Failure(vs); failed && prog.Failure == nil {
+			prog.Failure = &SnapshotError{Snapshot: vs.Name, PVC: pvc, Message: msg}
 		}
 		if st.CreationTime != nil {
 			prog.Cut++
@@ -441,9 +441,16 @@ func (e *Engine) progress(ctx context.Context, plan *Plan) (Progress, error) {
 }
 
 // Failure is the error the CSI driver reported for a snapshot, if it has one
-// that ends the snapshot (not a transient one).
+// that ends the snapshot (not a transient one). A snapshot that is readyToUse
+// has not failed, whatever its status.error says: it was cut and restores, and
+// the error is the snapshot controller's about a later sync of it (its class
+// deleted, say). Calling it failed would have the Pruner delete a good set.
 func Failure(vs *snapv1.VolumeSnapshot) (string, bool) {
-	if st := vs.Status; st != nil && st.Error != nil && st.Error.Message != nil && !transient(*st.Error.Message) {
+	st := vs.Status
+	if st == nil || st.ReadyToUse != nil && *st.ReadyToUse {
+		return "", false
+	}
+	if st.Error != nil && st.Error.Message != nil && !transient(*st.Error.Message) {
 		return *st.Error.Message, true
 	}
 	return "", false

@@ -54,3 +54,38 @@ func TestListSetsGroupsByLabelNewestGenerationFirst(t *testing.T) {
 		t.Fatalf("set a = %+v", a)
 	}
 }
+
+// TestAReadySnapshotWithAnErrorHasNotFailed: the snapshot controller writes
+// status.error on a ready snapshot whose class was deleted ("Failed to get
+// snapshot class"); the snapshot still restores, and a set called failed
+// would be pruned. A snapshot not ready with the driver's error has failed.
+func TestAReadySnapshotWithAnErrorHasNotFailed(t *testing.T) {
+	snap := func(name, set string, ready bool, msg string) client.Object {
+		pvc := "data-pg-0"
+		return &snapv1.VolumeSnapshot{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name,
+				Labels: map[string]string{LabelSet: set, LabelStatefulSet: "pg", LabelManagedBy: ManagedBy}},
+			Spec: snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc}},
+			Status: &snapv1.VolumeSnapshotStatus{ReadyToUse: &ready,
+				Error: &snapv1.VolumeSnapshotError{Message: &msg}},
+		}
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme()).WithObjects(
+		snap("a0", "pg-aaaa", true, `Failed to get snapshot class with error volumesnapshotclasses.snapshot.storage.k8s.io "fast" not found`),
+		snap("b0", "pg-bbbb", false, "quota exceeded"),
+	).Build()
+	sets, err := ListSets(context.Background(), PerPVC{Snapshots: c}, "db", "pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]SetInfo{}
+	for _, s := range sets {
+		got[s.Name] = s
+	}
+	if a := got["pg-aaaa"]; a.Failed != "" || a.Ready != 1 {
+		t.Fatalf("ready set with a controller error = %+v; want ready, not failed", a)
+	}
+	if b := got["pg-bbbb"]; b.Failed != "b0: quota exceeded" {
+		t.Fatalf("unready set with the driver's error = %+v; want failed with its message", b)
+	}
+}

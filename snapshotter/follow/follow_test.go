@@ -196,6 +196,23 @@ func TestAFailedSnapshotIsToldOnceWithTheDriversMessage(t *testing.T) {
 	}
 }
 
+// TestAReadySetWhoseClassIsDeletedIsNotToldFailed: the snapshot controller
+// writes "Failed to get snapshot class" on ready snapshots once their class is
+// gone; they still restore.
+func TestAReadySetWhoseClassIsDeletedIsNotToldFailed(t *testing.T) {
+	r := newRig(t, snapshot("data-pg-0-abc", ""), snapshot("data-pg-1-abc", ""))
+	for _, name := range []string{"data-pg-0-abc", "data-pg-1-abc"} {
+		r.update(t, name, func(s *snapv1.VolumeSnapshotStatus) {
+			ready(s)
+			s.Error = &snapv1.VolumeSnapshotError{Message: ptr.To(`Failed to get snapshot class with error volumesnapshotclasses.snapshot.storage.k8s.io "fast" not found`)}
+		})
+	}
+	r.reconcile(t)
+	if got := r.told(); len(got) != 0 {
+		t.Fatalf("told %v of a ready set; want nothing", got)
+	}
+}
+
 // TestAFindingMarkedOnSomeSnapshotsOnlyIsWrittenAgain: a crash between the
 // marks leaves the finding to be told again, never lost.
 func TestAFindingMarkedOnSomeSnapshotsOnlyIsWrittenAgain(t *testing.T) {
