@@ -18,7 +18,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -58,7 +57,7 @@ var _ reconcile.Reconciler = (*Follower)(nil)
 func (f *Follower) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("follow").
-		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(snapshotter.SetRequest), builder.WithPredicates(snapshotter.SetChanges())).
+		Watches(&snapv1.VolumeSnapshot{}, snapshotter.Coalesced(snapshotter.SetRequest, snapshotter.CoalesceDelay), builder.WithPredicates(snapshotter.SetChanges())).
 		Complete(f)
 }
 

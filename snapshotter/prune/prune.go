@@ -72,7 +72,7 @@ func (p *Pruner) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pruner").
-		Watches(&snapv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(statefulSetRequest), builder.WithPredicates(snapshotter.SetChanges())).
+		Watches(&snapv1.VolumeSnapshot{}, snapshotter.Coalesced(statefulSetRequest, snapshotter.CoalesceDelay), builder.WithPredicates(snapshotter.SetChanges())).
 		WatchesMetadata(snapshotter.StatefulSetMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(changed)).
 		Complete(p)
 }
