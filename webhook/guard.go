@@ -103,10 +103,10 @@ func (g *Guard) handle(ctx context.Context, req admission.Request) (admission.Re
 
 func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
 	var old, updated appsv1.StatefulSet
-	if err := decode(req.OldObject, &old, statefulSetKind); err != nil {
+	if err := decodeStatefulSet(req.OldObject, &old); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
 	}
-	if err := decode(req.Object, &updated, statefulSetKind); err != nil {
+	if err := decodeStatefulSet(req.Object, &updated); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode StatefulSet: %w", err)), ""
 	}
 	if rollbackStep(&old, &updated) {
@@ -152,7 +152,7 @@ func (g *Guard) update(ctx context.Context, req admission.Request) (admission.Re
 
 func (g *Guard) delete(ctx context.Context, req admission.Request) (admission.Response, policy.Reason) {
 	var old appsv1.StatefulSet
-	if err := decode(req.OldObject, &old, statefulSetKind); err != nil {
+	if err := decodeStatefulSet(req.OldObject, &old); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old StatefulSet: %w", err)), ""
 	}
 	change := snapshotter.Change{Reason: policy.ReasonDelete, Old: &old, UserInfo: req.UserInfo}

@@ -16,6 +16,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -492,5 +493,43 @@ func TestDecodeRefusesAnotherKind(t *testing.T) {
 	s = appsv1.StatefulSet{}
 	if err := decode(runtime.RawExtension{Raw: []byte(`{"apiVersion":"apps/v1","kind":"StatefulSet","spec":{"Replicas":3}}`)}, &s, statefulSetKind); err != nil || s.Spec.Replicas != nil {
 		t.Fatalf(`"Replicas" decoded into spec.replicas (%v, %v); want it ignored`, s.Spec.Replicas, err)
+	}
+}
+
+// TestDecodeStatefulSetKeepsAllButManagedFields: the StatefulSet as the API
+// server sends it decodes to the same object as a full decode, less its
+// managedFields, and bad JSON inside the skipped managedFields is still refused.
+func TestDecodeStatefulSetKeepsAllButManagedFields(t *testing.T) {
+	b, err := os.ReadFile("testdata/statefulset.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want appsv1.StatefulSet
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(want.ManagedFields) == 0 {
+		t.Fatal("testdata/statefulset.json has no managedFields; it must be an object as the API server sends it")
+	}
+	// The engine reads the old object's status.updateRevision.
+	want.Status.UpdateRevision = "db-5d8f7c9b6"
+	if b, err = json.Marshal(&want); err != nil {
+		t.Fatal(err)
+	}
+	want.ManagedFields = nil
+	var got appsv1.StatefulSet
+	if err := decodeStatefulSet(runtime.RawExtension{Raw: b}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("decodeStatefulSet differs from a full decode:\ngot  %+v\nwant %+v", got, want)
+	}
+	bad := []byte(`{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db","managedFields":[{"manager":}]}}`)
+	if err := decodeStatefulSet(runtime.RawExtension{Raw: bad}, &got); err == nil {
+		t.Fatal("malformed managedFields decoded without an error")
+	}
+	scale := &autoscalingv1.Scale{TypeMeta: metav1.TypeMeta{APIVersion: "autoscaling/v1", Kind: "Scale"}}
+	if err := decodeStatefulSet(raw(t, scale), &got); err == nil || !strings.Contains(err.Error(), "Kind=Scale") {
+		t.Fatalf("a Scale decoded as a StatefulSet: %v", err)
 	}
 }
