@@ -98,7 +98,7 @@ var rbac = [][3]string{
 	{"pods", "get, list, watch", "find the pods to quiesce; wait for a rollback's scale to 0"},
 	{"pods/exec", "get, create", "run the quiesce hooks (PostgreSQL CHECKPOINT and your own) and a verify's check in its scratch pods: get for exec over WebSocket, create over SPDY"},
 	{"persistentvolumeclaims", "get, list, watch, create, patch, delete", "check the PVCs to snapshot; label those a group snapshot selects; replace them in a rollback; a verify's scratch PVCs"},
-	{"persistentvolumes", "get, patch", "find a PVC's CSI driver; set a replaced volume to Retain"},
+	{"persistentvolumes", "get, list, patch", "find a PVC's CSI driver; check that no Available PV would take a restored PVC in place of its snapshot; set a replaced volume to Retain"},
 	{"namespaces", "get", "read a namespace's snapgate.io/guard label (scale requests carry none)"},
 	{"volumesnapshots", "get, list, watch, create, patch, deletecollection", "take, wait for, record, verify and prune snapshot sets; label a group's members as the set's"},
 	{"volumesnapshotcontents", "get", "check that a set's content is bound to it before restoring"},

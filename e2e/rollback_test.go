@@ -450,3 +450,84 @@ func waitSets(t *testing.T, c *framework.Cluster, ns, sts string, n int) string 
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestARollbackIsRefusedWhileAnAvailablePVWouldTakeItsPVCs: an Available PV
+// of the StatefulSet's storage class (one made by hand, or a retained one
+// freed for reuse) is what Kubernetes binds a new PVC to before it provisions
+// one, dataSource or not: shown first on this stack's PV controller with a PVC
+// restored from the set by hand. A rollback is then refused while such a PV is
+// there, naming it, with nothing changed; once it is gone the same rollback
+// brings the set's data back.
+func TestARollbackIsRefusedWhileAnAvailablePVWouldTakeItsPVCs(t *testing.T) {
+	framework.Parallel(t)
+	c := framework.Connect(t)
+	ns := c.Namespace(t)
+	// A class of this test's own: a stray PV of a shared class would take
+	// other tests' PVCs.
+	class := ns + "-capture"
+	c.Apply(t, "", "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: "+class+
+		"\nprovisioner: hostpath.csi.snapgate.io\nvolumeBindingMode: Immediate\nreclaimPolicy: Delete\n")
+	stray := func(name string) string {
+		pv := ns + "-" + name
+		c.Apply(t, "", "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: "+pv+"\nspec:\n  storageClassName: "+class+
+			"\n  capacity: {storage: 5Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n"+
+			"  csi: {driver: hostpath.csi.snapgate.io, volumeHandle: "+pv+"}\n")
+		c.MustKubectl(t, "wait", "--for=jsonpath={.status.phase}=Available", "pv/"+pv, "--timeout=30s")
+		return pv
+	}
+	t.Cleanup(func() {
+		c.Kubectl(t, "-n", ns, "delete", "statefulset,pvc", "--all", "--wait", "--timeout=60s")
+		c.Kubectl(t, "delete", "pv", ns+"-stray-1", ns+"-stray-2", "--ignore-not-found")
+		c.Kubectl(t, "delete", "storageclass", class)
+	})
+	c.Apply(t, ns, framework.GuardedSet{Name: "db", Replicas: 1, StorageClass: class, PodSpec: `      containers:
+      - name: app
+        image: busybox:1.36
+        command: ` + framework.SleepingApp + `
+        volumeMounts: [{name: data, mountPath: /data}]
+`}.YAML())
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
+	marker := func() string {
+		return strings.TrimSpace(c.MustKubectl(t, "-n", ns, "exec", "db-0", "--", "cat", "/data/marker"))
+	}
+	c.MustKubectl(t, "-n", ns, "exec", "db-0", "--", "sh", "-c", "echo before > /data/marker")
+	if r := change(t, c, ns); r.Err != nil {
+		t.Fatalf("template change: %v\n%s", r.Err, r.Stderr)
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
+	c.MustKubectl(t, "-n", ns, "exec", "db-0", "--", "sh", "-c", "echo after > /data/marker")
+	snap := c.Snapshots(t, ns, "db")[0].Name
+
+	// The premise: a PVC from the snapshot is bound to the stray PV.
+	first := stray("stray-1")
+	c.Apply(t, ns, "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: by-hand\nspec:\n  storageClassName: "+class+
+		"\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n"+
+		"  dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: "+snap+"}\n")
+	c.MustKubectl(t, "-n", ns, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/by-hand", "--timeout=60s")
+	if got := c.MustKubectl(t, "-n", ns, "get", "pvc", "by-hand", "-o", "jsonpath={.spec.volumeName}"); got != first {
+		t.Fatalf("a PVC restored from %s by hand was bound to %q; this test's premise is that Kubernetes binds it to the Available PV %s", snap, got, first)
+	}
+	c.MustKubectl(t, "-n", ns, "delete", "pvc", "by-hand", "--wait", "--timeout=60s")
+
+	second := stray("stray-2")
+	uid := c.MustKubectl(t, "-n", ns, "get", "pvc", "data-db-0", "-o", "jsonpath={.metadata.uid}")
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.RollbackTo+"=latest")
+	st := c.WaitRollback(t, ns, "db", 2*time.Minute)
+	if st.Phase != policy.PhaseFailed || !strings.Contains(st.Message, "PV "+second) || !strings.Contains(st.Message, "nothing was changed") {
+		t.Fatalf("rollback with %s Available: %+v; want Failed, naming the PV", second, st)
+	}
+	t.Logf("refused: %s", st.Message)
+	if got := c.MustKubectl(t, "-n", ns, "get", "pvc", "data-db-0", "-o", "jsonpath={.metadata.uid}"); got != uid || marker() != "after" {
+		t.Fatalf("after the refusal: PVC uid %s (was %s), marker %q; want both as they were", got, uid, marker())
+	}
+
+	c.MustKubectl(t, "delete", "pv", second, "--wait", "--timeout=60s")
+	c.MustKubectl(t, "-n", ns, "annotate", "statefulset/db", policy.RollbackTo+"=latest")
+	if st := c.WaitRollback(t, ns, "db", 3*time.Minute); st.Phase != policy.PhaseSucceeded {
+		t.Fatalf("rollback once %s is gone: %+v; want Succeeded", second, st)
+	}
+	c.MustKubectl(t, "-n", ns, "rollout", "status", "statefulset/db", "--timeout=120s")
+	if got := marker(); got != "before" {
+		t.Errorf("after the rollback /data/marker holds %q, want the set's %q", got, "before")
+	}
+}

@@ -52,6 +52,14 @@ func Plan(ctx context.Context, c client.Reader, set, from string, into types.Nam
 			return nil, err
 		}
 	}
+	captures, err := rollback.CapturingVolumes(ctx, c, cp.Claims)
+	if err != nil {
+		return nil, err
+	}
+	if len(captures) > 0 {
+		return nil, fmt.Errorf("the copy's PVCs would not hold set %s's data: %s; %s, then restore again",
+			set, rollback.DescribeCaptures(captures), rollback.CaptureFix(captures))
+	}
 	return cp, nil
 }
 

@@ -74,6 +74,15 @@ func TestPlanRefusesWhatExistsAndWhatThePodsLack(t *testing.T) {
 			t.Errorf("%s is there: %v; want %q", name, err, tc.want)
 		}
 	}
+	// A PV that Kubernetes would bind the copy's PVC to in place of the snapshot.
+	stray := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "stray"},
+		Spec: corev1.PersistentVolumeSpec{Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")},
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
+		Status: corev1.PersistentVolumeStatus{Phase: corev1.VolumeAvailable}}
+	if _, err := Plan(ctx, world(t, secret, stray), "pg-abc", "db", intoCheck); err == nil ||
+		!strings.Contains(err.Error(), "the copy's PVCs would not hold set pg-abc's data: PV stray") || !strings.Contains(err.Error(), "then restore again") {
+		t.Errorf("an Available PV would take the copy's PVC: %v", err)
+	}
 	if _, err := Plan(ctx, world(t), "pg-abc", "db", types.NamespacedName{Namespace: "nowhere", Name: "pg"}); err == nil || !strings.Contains(err.Error(), "namespace nowhere") {
 		t.Errorf("into a namespace that does not exist: %v", err)
 	}

@@ -28,6 +28,14 @@ import (
 // checked is step 1: the set was resolved and checked (by advance, as on every
 // reconcile); it is recorded, and the rollback goes on to the safety set.
 func (c *Controller) checked(ctx context.Context, r *rollback) (ctrl.Result, error) {
+	captures, err := CapturingVolumes(ctx, c.Reader, c.restoredClaims(r))
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(captures) > 0 {
+		return ctrl.Result{}, refusef("the restored PVCs would not hold set %s's data: %s; %s, then roll back again",
+			r.restore.Set, DescribeCaptures(captures), CaptureFix(captures))
+	}
 	if r.restore.OtherUID {
 		c.event(r.sts, corev1.EventTypeNormal, "RollbackAcrossRecreate", "Set %s was taken of an earlier StatefulSet named %s (deleted and created again); restoring it into this one", r.restore.Set, r.sts.Name)
 	}
@@ -242,6 +250,15 @@ func (c *Controller) podsLeft(ctx context.Context, sts *appsv1.StatefulSet) ([]s
 // reconcile and created in a later one, once it is gone (its deletion wakes
 // this step); a PVC this rollback made already is kept.
 func (c *Controller) replaceClaims(ctx context.Context, r *rollback) (ctrl.Result, error) {
+	// Checked in step 1 too; a PV may have become Available since.
+	captures, err := CapturingVolumes(ctx, c.Reader, c.restoredClaims(r))
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(captures) > 0 {
+		return ctrl.Result{}, fmt.Errorf("no PVC is created while it would not hold set %s's data: %s; %s, and the rollback goes on",
+			r.restore.Set, DescribeCaptures(captures), CaptureFix(captures))
+	}
 	var mu sync.Mutex
 	var going []string
 	g, gctx := errgroup.WithContext(ctx)
@@ -312,6 +329,15 @@ func (c *Controller) deleteClaim(ctx context.Context, pvc *corev1.PersistentVolu
 		return fmt.Errorf("delete PVC %s: %w", pvc.Name, err)
 	}
 	return nil
+}
+
+// restoredClaims are the PVCs the rollback creates, as it creates them.
+func (c *Controller) restoredClaims(r *rollback) []*corev1.PersistentVolumeClaim {
+	claims := make([]*corev1.PersistentVolumeClaim, len(r.restore.Claims))
+	for i, cr := range r.restore.Claims {
+		claims[i] = RestoredClaim(r.sts, cr, r.st.ID)
+	}
+	return claims
 }
 
 func restoredBy(pvc *corev1.PersistentVolumeClaim, cr ClaimRestore, id string) bool {
