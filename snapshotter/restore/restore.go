@@ -52,15 +52,24 @@ func Plan(ctx context.Context, c client.Reader, set, from string, into types.Nam
 			return nil, err
 		}
 	}
-	captures, err := rollback.CapturingVolumes(ctx, c, cp.Claims)
-	if err != nil {
+	if err := uncaptured(ctx, c, cp); err != nil {
 		return nil, err
 	}
-	if len(captures) > 0 {
-		return nil, fmt.Errorf("the copy's PVCs would not hold set %s's data: %s; %s, then restore again",
-			set, rollback.DescribeCaptures(captures), rollback.CaptureFix(captures))
-	}
 	return cp, nil
+}
+
+// uncaptured is an error naming each PV that Kubernetes would bind one of the
+// copy's PVCs to in place of its snapshot.
+func uncaptured(ctx context.Context, c client.Reader, cp *rollback.Copy) error {
+	captures, err := rollback.CapturingVolumes(ctx, c, cp.Claims)
+	if err != nil {
+		return err
+	}
+	if len(captures) > 0 {
+		return fmt.Errorf("the copy's PVCs would not hold their snapshots' data: %s; %s, then restore again",
+			rollback.DescribeCaptures(captures), rollback.CaptureFix(captures))
+	}
+	return nil
 }
 
 // objects are everything the copy creates, in the order it creates them.
@@ -152,6 +161,10 @@ func Create(ctx context.Context, c client.Client, w Waiter, cp *rollback.Copy, c
 	}
 	if err := w.WaitReady(ctx, cp.Carried); err != nil {
 		return fmt.Errorf("%w (delete what was created: %s)", err, Cleanup(cp))
+	}
+	// Plan checked too; a PV may have become Available while the copies readied.
+	if err := uncaptured(ctx, c, cp); err != nil {
+		return fmt.Errorf("%w (what was created before: %s)", err, Cleanup(cp))
 	}
 	for _, pvc := range cp.Claims {
 		if err := c.Create(ctx, pvc); err != nil {

@@ -80,7 +80,7 @@ func TestPlanRefusesWhatExistsAndWhatThePodsLack(t *testing.T) {
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
 		Status: corev1.PersistentVolumeStatus{Phase: corev1.VolumeAvailable}}
 	if _, err := Plan(ctx, world(t, secret, stray), "pg-abc", "db", intoCheck); err == nil ||
-		!strings.Contains(err.Error(), "the copy's PVCs would not hold set pg-abc's data: PV stray") || !strings.Contains(err.Error(), "then restore again") {
+		!strings.Contains(err.Error(), "the copy's PVCs would not hold their snapshots' data: PV stray") || !strings.Contains(err.Error(), "then restore again") {
 		t.Errorf("an Available PV would take the copy's PVC: %v", err)
 	}
 	if _, err := Plan(ctx, world(t), "pg-abc", "db", types.NamespacedName{Namespace: "nowhere", Name: "pg"}); err == nil || !strings.Contains(err.Error(), "namespace nowhere") {
@@ -140,5 +140,30 @@ func TestCreateWaitsForTheCarriedSnapshotThenDeleteRemovesTheCopy(t *testing.T) 
 	}
 	if err := c.Get(ctx, types.NamespacedName{Name: "snapcontent-1"}, &snapv1.VolumeSnapshotContent{}); err != nil {
 		t.Errorf("the original's content: %v", err)
+	}
+}
+
+// TestCreateRefusesAPVThatBecameAvailableAfterThePlan: Plan found no PV that
+// would take the copy's PVC; one made before Create stops it before any PVC.
+func TestCreateRefusesAPVThatBecameAvailableAfterThePlan(t *testing.T) {
+	ctx := context.Background()
+	c := world(t)
+	into := types.NamespacedName{Namespace: "db", Name: "pg-copy"}
+	cp, err := Plan(ctx, c, "pg-abc", "db", into)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "stray"},
+		Spec: corev1.PersistentVolumeSpec{Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")},
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
+		Status: corev1.PersistentVolumeStatus{Phase: corev1.VolumeAvailable}}
+	if err := c.Create(ctx, stray); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(ctx, c, Waiter{}, cp, func(string) {}); err == nil || !strings.Contains(err.Error(), "PV stray") {
+		t.Fatalf("Create with a PV that would take its PVC: %v", err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(cp.Claims[0]), &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the copy's PVC: %v; want none created", err)
 	}
 }
