@@ -39,6 +39,9 @@ up() {
   fi
   down
   (cd "$repo" && go build -o "$state/bin/snapgate" ./cmd/snapgate)
+  # Appended, not truncated: a test or bench that stops and starts snapgate
+  # (make bench's pass-through rows do) keeps what the earlier run logged.
+  echo "---- snapgate started $(date -u +%FT%TZ) (budget $budget, ready deadline $ready_deadline)" >>"$state/logs/snapgate.log"
   "${k[@]}" create namespace snapgate-system --dry-run=client -o yaml | "${k[@]}" apply -f - >/dev/null
   setsid "$state/bin/snapgate" serve --kubeconfig "$state/kubeconfig" --namespace snapgate-system \
     --webhook-host 127.0.0.1 --webhook-port "$port" --cert-dir "$state/snapgate/certs" --self-signed \
@@ -46,7 +49,7 @@ up() {
     --health-probe-bind-address 127.0.0.1:$((port + 2)) --pprof-bind-address 127.0.0.1:$((port + 3)) \
     --leader-elect=false --budget "$budget" \
     --ready-deadline "$ready_deadline" \
-    >"$state/logs/snapgate.log" 2>&1 </dev/null &
+    >>"$state/logs/snapgate.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   echo "$budget" >"$state/snapgate.budget"
   echo "$ready_deadline" >"$state/snapgate.ready-deadline"
