@@ -66,8 +66,7 @@ func uncaptured(ctx context.Context, c client.Reader, cp *rollback.Copy) error {
 		return err
 	}
 	if len(captures) > 0 {
-		return fmt.Errorf("the copy's PVCs would not hold their snapshots' data: %s; %s, then restore again",
-			rollback.DescribeCaptures(captures), rollback.CaptureFix(captures))
+		return fmt.Errorf("the copy's PVCs would not hold their snapshots' data: %s, then restore again", captures)
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func (c Capture) String() string {
 // on it. The match is upstream's, with access modes checked as both callers do;
 // node affinity is not, so a PV the scheduler would pass over on the pod's node
 // still counts: a restore waits rather than guesses.
-func CapturingVolumes(ctx context.Context, r client.Reader, claims []*corev1.PersistentVolumeClaim) ([]Capture, error) {
+func CapturingVolumes(ctx context.Context, r client.Reader, claims []*corev1.PersistentVolumeClaim) (Captures, error) {
 	if len(claims) == 0 {
 		return nil, nil
 	}
@@ -51,7 +51,7 @@ func CapturingVolumes(ctx context.Context, r client.Reader, claims []*corev1.Per
 	if err := r.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list PVs, to check that none would be bound to a restored PVC in place of its snapshot: %w", err)
 	}
-	var captures []Capture
+	var captures Captures
 	for _, claim := range claims {
 		var candidates []*corev1.PersistentVolume
 		for i := range list.Items {
@@ -70,22 +70,17 @@ func CapturingVolumes(ctx context.Context, r client.Reader, claims []*corev1.Per
 	return captures, nil
 }
 
-// CaptureFix is what the user does about captures: the PVs to bind elsewhere
-// or delete.
-func CaptureFix(captures []Capture) string {
-	var pvs []string
-	for _, c := range captures {
-		pvs = append(pvs, c.Volume.Name)
-	}
-	return fmt.Sprintf("bind %s to the claim it is meant for (spec.claimRef), or delete it if its data is not needed (kubectl get pv %s)",
-		strings.Join(pvs, ", "), strings.Join(pvs, " "))
-}
+// Captures are the claims of one restore that PVs would capture.
+type Captures []Capture
 
-// DescribeCaptures joins captures for a message.
-func DescribeCaptures(captures []Capture) string {
-	s := make([]string, len(captures))
-	for i, c := range captures {
-		s[i] = c.String()
+// String says which PV would take which PVC, then what the user does about
+// it: bind those PVs elsewhere, or delete them.
+func (cs Captures) String() string {
+	what := make([]string, len(cs))
+	pvs := make([]string, len(cs))
+	for i, c := range cs {
+		what[i], pvs[i] = c.String(), c.Volume.Name
 	}
-	return strings.Join(s, "; ")
+	return fmt.Sprintf("%s; bind %s to the claim it is meant for (spec.claimRef), or delete it if its data is not needed (kubectl get pv %s)",
+		strings.Join(what, "; "), strings.Join(pvs, ", "), strings.Join(pvs, " "))
 }

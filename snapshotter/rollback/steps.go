@@ -33,8 +33,7 @@ func (c *Controller) checked(ctx context.Context, r *rollback) (ctrl.Result, err
 		return ctrl.Result{}, err
 	}
 	if len(captures) > 0 {
-		return ctrl.Result{}, refusef("the restored PVCs would not hold set %s's data: %s; %s, then roll back again",
-			r.restore.Set, DescribeCaptures(captures), CaptureFix(captures))
+		return ctrl.Result{}, refusef("the restored PVCs would not hold set %s's data: %s, then roll back again", r.restore.Set, captures)
 	}
 	if r.restore.OtherUID {
 		c.event(r.sts, corev1.EventTypeNormal, "RollbackAcrossRecreate", "Set %s was taken of an earlier StatefulSet named %s (deleted and created again); restoring it into this one", r.restore.Set, r.sts.Name)
@@ -256,8 +255,7 @@ func (c *Controller) replaceClaims(ctx context.Context, r *rollback) (ctrl.Resul
 		return ctrl.Result{}, err
 	}
 	if len(captures) > 0 {
-		return ctrl.Result{}, fmt.Errorf("no PVC is created while it would not hold set %s's data: %s; %s, and the rollback goes on",
-			r.restore.Set, DescribeCaptures(captures), CaptureFix(captures))
+		return ctrl.Result{}, fmt.Errorf("no PVC is created while it would not hold set %s's data: %s, and the rollback goes on", r.restore.Set, captures)
 	}
 	var mu sync.Mutex
 	var going []string
